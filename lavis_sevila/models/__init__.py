@@ -1,0 +1,1 @@
+"""SeViLA model, its backbone and its checkpoints."""

@@ -1,0 +1,44 @@
+"""Moving weights between layouts, each move one named operation.
+
+Today: initialising the localizer from the answerer (both roles start from one BLIP-2,
+as the paper says).  Roadmap: Hugging Face ``Blip2ForConditionalGeneration`` <-> ours,
+and merging a localizer checkpoint with an answerer checkpoint.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: keys of a BLIP-2 stage-1 Q-Former (text embeddings, text FFNs, LM head) that SeViLA
+#: removes; list them in model.allow_unexpected to load such a checkpoint
+BLIP2_QFORMER_TEXT_PARTS = (
+    "Qformer.cls.*",
+    "Qformer.bert.embeddings.word_embeddings.*",
+    "Qformer.bert.embeddings.position_embeddings.*",
+    "Qformer.bert.encoder.layer.*.intermediate.dense.*",
+    "Qformer.bert.encoder.layer.*.output.dense.*",
+    "Qformer.bert.encoder.layer.*.output.LayerNorm.*",
+)
+
+
+def role_groups(suffix: str, proj_name: str) -> tuple[str, ...]:
+    """Top-level state-dict groups of one role (suffix "" = answerer, "_loc" = localizer)."""
+    return tuple(name + suffix for name in ("ln_vision", "Qformer", "query_tokens", proj_name))
+
+
+@torch.no_grad()
+def copy_answerer_to_localizer(model: nn.Module, proj_name: str) -> list[str]:
+    """Overwrite every localizer tensor with its answerer twin (``X`` -> ``X_loc``)."""
+    state = model.state_dict()
+    answerer = role_groups("", proj_name)
+    copied = []
+    for key, value in state.items():
+        group, _, rest = key.partition(".")
+        if group in answerer:
+            twin = f"{group}_loc" + (f".{rest}" if rest else "")
+            state[twin].copy_(value)
+            copied.append(twin)
+    expected = sum(1 for key in state if key.split(".", 1)[0] in role_groups("_loc", proj_name))
+    if len(copied) != expected:
+        raise RuntimeError(f"copied {len(copied)} localizer tensors, expected {expected}")
+    return copied

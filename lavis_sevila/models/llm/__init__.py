@@ -1,0 +1,4 @@
+"""Language models behind one narrow interface: embed tokens, score candidate next tokens."""
+from lavis_sevila.models.llm.base import LanguageModel, LLMInputs, build_language_model
+
+__all__ = ["LanguageModel", "LLMInputs", "build_language_model"]

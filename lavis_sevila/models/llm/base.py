@@ -1,0 +1,93 @@
+"""What SeViLA's roles need from an LLM, and nothing more.
+
+Both roles only ever (a) embed token ids, (b) read the logits of a few candidate tokens
+at the first one or two greedy decoding steps, and (c) compute a teacher-forced loss on
+a short target.  Keeping the interface that narrow is what lets an encoder-decoder
+(Flan-T5, the paper) and a decoder-only LLM (OPT, Vicuna: roadmap) stand behind it.
+"""
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    return _DTYPES[name]
+
+
+@dataclass
+class LLMInputs:
+    """Input embeddings (prefix text, visual tokens, prompt) and their attention mask."""
+
+    embeds: torch.Tensor  # [B, L, D]
+    mask: torch.Tensor  # [B, L] long, 0 on padding
+
+    def __len__(self) -> int:
+        return self.embeds.shape[0]
+
+    def rows(self, start: int, stop: int) -> "LLMInputs":
+        return LLMInputs(self.embeds[start:stop], self.mask[start:stop])
+
+
+@dataclass
+class TeacherForced:
+    loss: torch.Tensor  # mean over non-padding target tokens of the batch
+    logits: torch.Tensor  # [B, T, V] at every target position
+
+
+class LanguageModel(ABC):
+    """A frozen LLM seen through the three operations SeViLA needs.
+
+    Not an ``nn.Module``: the wrapped ``module`` is registered on the SeViLA model under
+    its checkpoint name (``t5_model``), so the state-dict layout stays the authors'.
+    """
+
+    #: the state-dict prefix the wrapped module lives under in SeViLA checkpoints
+    state_key: str
+
+    def __init__(self, module: nn.Module, tokenizer) -> None:
+        self.module = module
+        self.tokenizer = tokenizer
+
+    @property
+    def width(self) -> int:
+        return self.module.get_input_embeddings().embedding_dim
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.module.get_input_embeddings().weight.dtype
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.module.get_input_embeddings()(ids)
+
+    def precision(self, device: torch.device):
+        """bf16/fp16 autocast on CUDA (as the authors run T5); nothing on CPU."""
+        if device.type == "cuda" and self.dtype != torch.float32:
+            return torch.autocast("cuda", dtype=self.dtype)
+        return contextlib.nullcontext()
+
+    def cast(self, inputs: LLMInputs) -> LLMInputs:
+        return LLMInputs(inputs.embeds.to(self.dtype), inputs.mask)
+
+    @abstractmethod
+    def greedy_step_logits(self, inputs: LLMInputs, steps: int) -> list[torch.Tensor]:
+        """Raw logits [B, V] of decoding steps 1..steps, each step fed the previous argmax."""
+
+    @abstractmethod
+    def teacher_forced(self, inputs: LLMInputs, target_ids: torch.Tensor, target_mask: torch.Tensor) -> TeacherForced:
+        """Loss and logits with the target fed to the decoder (-100 in target_ids = ignored)."""
+
+
+def build_language_model(config, tokenizer) -> LanguageModel:
+    """The LanguageModel for ``config.family`` (an ``LLMConfig``)."""
+    if config.family == "t5":
+        from lavis_sevila.models.llm.t5 import T5LanguageModel
+
+        return T5LanguageModel.from_config(config, tokenizer)
+    raise ValueError(f"unknown model.llm.family {config.family!r}; available: t5")

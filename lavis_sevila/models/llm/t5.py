@@ -1,0 +1,83 @@
+"""Flan-T5 (encoder-decoder) behind the LanguageModel interface.
+
+Uses LAVIS's own copy of T5 (``lavis.models.blip2_models.modeling_t5``), the class the
+authors' SeViLA runs, so logits match theirs on the same weights.  Reading a logit never
+runs ``generate()``: the encoder runs once and only the one or two decoder steps that are
+read are computed.
+"""
+from __future__ import annotations
+
+import torch
+from transformers.modeling_outputs import BaseModelOutput
+
+from lavis_sevila.models.llm.base import LanguageModel, LLMInputs, TeacherForced, parse_dtype
+
+
+class T5LanguageModel(LanguageModel):
+    state_key = "t5_model"
+
+    @classmethod
+    def from_config(cls, config, tokenizer) -> "T5LanguageModel":
+        from lavis.models.blip2_models.modeling_t5 import T5Config, T5ForConditionalGeneration
+
+        overrides = dict(config.config)
+        if config.dense_act_fn is not None:
+            overrides["dense_act_fn"] = config.dense_act_fn
+        if config.name_or_path is not None:
+            t5_config = T5Config.from_pretrained(config.name_or_path)
+            for key, value in overrides.items():
+                setattr(t5_config, key, value)
+            module = T5ForConditionalGeneration.from_pretrained(config.name_or_path, config=t5_config)
+        else:
+            overrides.setdefault("vocab_size", len(tokenizer))
+            overrides.setdefault("decoder_start_token_id", tokenizer.pad_token_id)
+            overrides.setdefault("pad_token_id", tokenizer.pad_token_id)
+            overrides.setdefault("eos_token_id", tokenizer.eos_token_id)
+            dense_act_fn = overrides.pop("dense_act_fn", None)
+            t5_config = T5Config(**overrides)
+            if dense_act_fn is not None:  # T5Config derives it from feed_forward_proj: set it after
+                t5_config.dense_act_fn = dense_act_fn
+            module = T5ForConditionalGeneration(t5_config)
+        if module.config.vocab_size < len(tokenizer):
+            raise ValueError(
+                f"T5 vocab_size {module.config.vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens)"
+            )
+        module.to(parse_dtype(config.dtype))
+        return cls(module, tokenizer)
+
+    def _encode(self, inputs: LLMInputs) -> BaseModelOutput:
+        return self.module.encoder(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, return_dict=True)
+
+    def greedy_step_logits(self, inputs: LLMInputs, steps: int) -> list[torch.Tensor]:
+        inputs = self.cast(inputs)
+        start = self.module.config.decoder_start_token_id
+        with self.precision(inputs.embeds.device):
+            encoded = self._encode(inputs)
+            next_ids = torch.full((len(inputs), 1), start, dtype=torch.long, device=inputs.embeds.device)
+            past, read = None, []
+            for _ in range(steps):
+                out = self.module(
+                    encoder_outputs=encoded,
+                    attention_mask=inputs.mask,
+                    decoder_input_ids=next_ids,
+                    past_key_values=past,
+                    use_cache=True,
+                    return_dict=True,
+                )
+                logits = out.logits[:, -1].float()
+                read.append(logits)
+                past = out.past_key_values
+                next_ids = logits.argmax(dim=-1, keepdim=True)
+        return read
+
+    def teacher_forced(self, inputs: LLMInputs, target_ids: torch.Tensor, target_mask: torch.Tensor) -> TeacherForced:
+        inputs = self.cast(inputs)
+        with self.precision(inputs.embeds.device):
+            out = self.module(
+                inputs_embeds=inputs.embeds,
+                attention_mask=inputs.mask,
+                decoder_attention_mask=target_mask,
+                labels=target_ids,
+                return_dict=True,
+            )
+        return TeacherForced(loss=out.loss.float(), logits=out.logits)

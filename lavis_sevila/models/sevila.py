@@ -1,0 +1,499 @@
+"""SeViLA: one BLIP-2 backbone in two roles, Localizer and Answerer (spec sections 1-6).
+
+The state-dict layout is the authors' (``visual_encoder``, ``ln_vision[_loc]``,
+``Qformer[_loc]``, ``query_tokens[_loc]``, ``t5_proj[_loc]``, ``t5_model``), so their
+checkpoints load and ours load in their code.  Each role owns a LayerNorm, a Q-Former,
+query tokens and a projection into the LLM; the ViT and the LLM are shared, and the ViT
+output of a frame is computed once and used by both roles.
+
+Reading order: role tokens -> localizer (frame scores) -> answerer (option scores) ->
+chains (forward: keyframes -> answer; reverse: per-frame answers -> pseudo-labels) ->
+stage losses -> evaluation modes -> public API.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from lavis.common.registry import registry
+from lavis.models.base_model import BaseModel
+from lavis.models.blip2_models.blip2 import LayerNorm
+from omegaconf import OmegaConf
+from torch import nn
+
+from lavis_sevila.data import prompts
+from lavis_sevila.models import checkpoint as ckpt
+from lavis_sevila.models.config import SeViLAConfig
+from lavis_sevila.models.convert import copy_answerer_to_localizer, role_groups
+from lavis_sevila.models.keyframes import get_selector
+from lavis_sevila.models.layout import PromptLayout
+from lavis_sevila.models.llm import LLMInputs, build_language_model
+from lavis_sevila.models.pretrained import resolve_file
+from lavis_sevila.models.qformer import build_qformer, query_features
+from lavis_sevila.models.stages import ANSWERER, LOCALIZER, Stage
+from lavis_sevila.models.tokenizer import derive_token_ids, load_tokenizer
+from lavis_sevila.models.vision import build_vision_encoder, freeze_module, vision_width
+
+logger = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
+ROLE_SUFFIX = {ANSWERER: "", LOCALIZER: "_loc"}
+EVAL_MODES = ("chain", "chain_single", "uniform", "per_frame", "localize")
+
+
+@dataclass
+class RoleParts:
+    ln: nn.Module
+    qformer: nn.Module
+    query_tokens: nn.Parameter
+    proj: nn.Module
+
+    def modules(self) -> tuple[nn.Module, ...]:
+        return self.ln, self.qformer, self.proj
+
+
+@dataclass
+class FrameLogits:
+    """First-decoder-step logits of "yes" and "no" per frame, [B, T] each."""
+
+    yes: torch.Tensor
+    no: torch.Tensor
+
+    @property
+    def is_yes(self) -> torch.Tensor:
+        """A frame is predicted "yes" when yes > no (ties -> "no"), as the authors' QVH eval."""
+        return self.yes > self.no
+
+
+@dataclass
+class Answer:
+    """What :meth:`SeViLA.answer` returns for one question."""
+
+    index: int
+    probabilities: list[float]  # softmax over the option-letter logits
+    keyframes: list[int]  # indices into the sampled frames, time order
+    frame_scores: list[float]  # localizer "yes" logit of every sampled frame
+
+
+@registry.register_model("sevila")
+class SeViLA(BaseModel):
+    PRETRAINED_MODEL_CONFIG_DICT = {
+        "pretrain_flant5xl": "sevila_pretrain_flant5xl.yaml",
+        "tiny": "sevila_tiny.yaml",
+    }
+
+    def __init__(self, config: SeViLAConfig) -> None:
+        super().__init__()
+        self.config = config
+        tokenizer = load_tokenizer(config.tokenizer)
+        self.token_ids = derive_token_ids(tokenizer)
+        self.visual_encoder = build_vision_encoder(config.vision)
+        width = vision_width(self.visual_encoder)
+        self.llm = build_language_model(config.llm, tokenizer)
+        self.add_module(self.llm.state_key, self.llm.module)
+        self.proj_name = self.llm.state_key.replace("_model", "_proj")  # t5_model -> t5_proj
+        for suffix in ROLE_SUFFIX.values():
+            qformer, query_tokens = build_qformer(config.qformer, width)
+            self.add_module("ln_vision" + suffix, LayerNorm(width))
+            self.add_module("Qformer" + suffix, qformer)
+            self.register_parameter("query_tokens" + suffix, query_tokens)
+            self.add_module(self.proj_name + suffix, nn.Linear(config.qformer.hidden_size, self.llm.width))
+        self.layout = PromptLayout(self.llm, config.max_txt_len)
+        self.select_keyframes = get_selector(config.keyframe_selection)
+        self.stage = Stage.INFER
+        self.weight_sources: dict[str, str] = {}
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def default_config_path(cls, model_type: str) -> str:
+        if model_type not in cls.PRETRAINED_MODEL_CONFIG_DICT:
+            raise ValueError(f"unknown SeViLA model_type {model_type!r}; known: {sorted(cls.PRETRAINED_MODEL_CONFIG_DICT)}")
+        return str(CONFIG_DIR / cls.PRETRAINED_MODEL_CONFIG_DICT[model_type])
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "SeViLA":
+        raw = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+        config = SeViLAConfig.from_dict(raw)
+        model = cls(config)
+        model.load_weights()
+        model.set_stage(config.stage)
+        return model
+
+    @classmethod
+    def from_model_type(cls, model_type: str, **overrides: Any) -> "SeViLA":
+        """Build a known model type from Python, with dotted-key overrides (no config file)."""
+        cfg = OmegaConf.load(cls.default_config_path(model_type)).model
+        for key, value in overrides.items():
+            OmegaConf.update(cfg, key, value, merge=True)
+        return cls.from_config(cfg)
+
+    def load_weights(self) -> None:
+        """BLIP-2 answerer -> localizer init -> SeViLA checkpoints, in that order, loudly."""
+        config = self.config
+        self.weight_sources = {}
+        if config.vision.weights:
+            self.weight_sources["visual_encoder"] = config.vision.weights
+        if config.llm.name_or_path:
+            self.weight_sources[self.llm.state_key] = config.llm.name_or_path
+        if config.pretrained:
+            self.load_checkpoint(config.pretrained)
+        if config.localizer_init == "answerer":
+            copy_answerer_to_localizer(self, self.proj_name)
+            for group in role_groups("", self.proj_name):
+                if group in self.weight_sources:
+                    self.weight_sources[group + "_loc"] = f"copy of {group}"
+        for source in config.finetuned:
+            self.load_checkpoint(source)
+        unloaded = sorted({ckpt.group_of(k) for k in self.state_dict()} - set(self.weight_sources))
+        if unloaded and not config.allow_random_init:
+            raise ckpt.CheckpointError(
+                f"no weights for {', '.join(unloaded)}; give model.pretrained / model.finetuned, "
+                "or set model.allow_random_init: true to start from random weights"
+            )
+        if unloaded:
+            logger.info("random initialisation kept for: %s", ", ".join(unloaded))
+
+    def load_checkpoint(self, url_or_filename: str) -> ckpt.LoadReport:
+        """Load a BLIP-2 or SeViLA checkpoint (weights-only, checked; see checkpoint.py)."""
+        path = resolve_file(url_or_filename)
+        state = ckpt.load_state_file(path)
+        report = ckpt.load_into(self, state, source=str(url_or_filename), allow_unexpected=self.config.allow_unexpected)
+        for group in report.loaded:
+            self.weight_sources[group] = str(url_or_filename)
+        return report
+
+    def load_from_pretrained(self, url_or_filename: str) -> ckpt.LoadReport:  # LAVIS's name for it
+        return self.load_checkpoint(url_or_filename)
+
+    # -- stages ------------------------------------------------------------------------
+    def set_stage(self, stage: Stage | str) -> list[str]:
+        """Make exactly the stage's parameters trainable; return their names.
+
+        ViT and LLM train only when ``freeze_vit`` / ``freeze_llm`` are false (tiny
+        backbones without pre-trained knowledge); everything else is frozen for real.
+        """
+        stage = Stage.parse(stage)
+        self.stage = stage
+        for param in self.parameters():
+            param.requires_grad = False
+        trained = []
+        if stage.trained_role is not None:
+            trained.extend(role_groups(ROLE_SUFFIX[stage.trained_role], self.proj_name))
+            if not self.config.freeze_llm:
+                trained.append(self.llm.state_key)
+        if self.config.freeze_vit or stage is Stage.INFER:
+            freeze_module(self.visual_encoder)
+        else:
+            self.visual_encoder.__dict__.pop("train", None)  # undo an earlier freeze_module
+            trained.append("visual_encoder")
+        for name, param in self.named_parameters():
+            if ckpt.group_of(name) in trained:
+                param.requires_grad = True
+        return [name for name, param in self.named_parameters() if param.requires_grad]
+
+    # -- shared pieces -----------------------------------------------------------------
+    def role(self, role: str) -> RoleParts:
+        suffix = ROLE_SUFFIX[role]
+        return RoleParts(
+            ln=getattr(self, "ln_vision" + suffix),
+            qformer=getattr(self, "Qformer" + suffix),
+            query_tokens=getattr(self, "query_tokens" + suffix),
+            proj=getattr(self, self.proj_name + suffix),
+        )
+
+    def encode_frames(self, video: torch.Tensor) -> torch.Tensor:
+        """ViT features [B, T, P, D] of a batch of videos [B, T, 3, H, W], computed once."""
+        b, t = video.shape[:2]
+        pixels = video.reshape(b * t, *video.shape[2:])
+        weight = self.visual_encoder.patch_embed.proj.weight
+        if weight.dtype != torch.float32 and pixels.device.type != "cuda":
+            raise RuntimeError("vision.precision fp16 needs a CUDA device; use vision.precision=fp32 on CPU")
+        precision = (
+            torch.autocast("cuda", dtype=weight.dtype)
+            if pixels.device.type == "cuda" and weight.dtype != torch.float32
+            else contextlib.nullcontext()
+        )
+        grad = torch.enable_grad() if weight.requires_grad and torch.is_grad_enabled() else torch.no_grad()
+        with precision, grad:
+            feats = self.visual_encoder(pixels)
+        return feats.float().reshape(b, t, *feats.shape[1:])
+
+    def role_tokens(self, role: str, feats: torch.Tensor) -> torch.Tensor:
+        """LLM input tokens [N, Q, D_llm] of one role for frame features [N, P, D]."""
+        parts = self.role(role)
+        return parts.proj(query_features(parts.qformer, parts.query_tokens, parts.ln(feats)))
+
+    def letter_ids(self, num_options: int | None = None) -> list[int]:
+        return list(self.token_ids.letters[: num_options or self.config.answer_num])
+
+    def _repeat_per_frame(self, texts: Sequence[str], frames: int) -> list[str]:
+        return [text for text in texts for _ in range(frames)]
+
+    def _single_frame_inputs(self, role: str, feats: torch.Tensor, texts: Sequence[str]) -> LLMInputs:
+        """Image layout for every frame of [B, T, P, D] features: B*T rows, text repeated."""
+        b, t = feats.shape[:2]
+        visual = self.role_tokens(role, feats.reshape(b * t, *feats.shape[2:]))
+        return self.layout.single_frame(visual, self._repeat_per_frame(texts, t))
+
+    # -- localizer ---------------------------------------------------------------------
+    def frame_logits(self, feats: torch.Tensor, loc_texts: Sequence[str]) -> FrameLogits:
+        """Localizer "yes"/"no" logits at the first decoder step for every frame."""
+        b, t = feats.shape[:2]
+        rows = self._repeat_per_frame(loc_texts, t)
+        flat = feats.reshape(b * t, *feats.shape[2:])
+        chunk = self.config.localizer_chunk_size or b * t
+        yes, no = [], []
+        for start in range(0, b * t, chunk):
+            visual = self.role_tokens(LOCALIZER, flat[start : start + chunk])
+            inputs = self.layout.single_frame(visual, rows[start : start + chunk])
+            (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
+            yes.append(logits[:, self.token_ids.yes])
+            no.append(logits[:, self.token_ids.no])
+        return FrameLogits(torch.cat(yes).reshape(b, t), torch.cat(no).reshape(b, t))
+
+    def localizer_loss(self, feats: torch.Tensor, loc_texts: Sequence[str], labels: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced loss of "yes"/"no" per frame; ``labels`` [B, T] bool."""
+        inputs = self._single_frame_inputs(LOCALIZER, feats, loc_texts)
+        words = [prompts.YES if flag else prompts.NO for flag in labels.reshape(-1).tolist()]
+        target = self.layout.targets(words, feats.device)
+        return self.llm.teacher_forced(inputs, target.ids, target.mask).loss
+
+    # -- answerer ----------------------------------------------------------------------
+    def answer_logits(self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None) -> torch.Tensor:
+        """Option-letter logits [B, A] from k frames [B, k, P, D] (video layout).
+
+        Read at decoder step 2 after the greedy step-1 token, per sample, as the authors'
+        ``generate(...).scores[1]`` (a sample that emits EOS at step 1 is still read at
+        step 2, conditioned on that EOS).
+        """
+        b, k = feats.shape[:2]
+        visual = self.role_tokens(ANSWERER, feats.reshape(b * k, *feats.shape[2:]))
+        inputs = self.layout.video(visual.reshape(b, k, *visual.shape[1:]), qa_texts)
+        _, step2 = self.llm.greedy_step_logits(inputs, steps=2)
+        return step2[:, self.letter_ids(num_options)]
+
+    def answer_logits_per_frame(
+        self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None
+    ) -> torch.Tensor:
+        """Option-letter logits [B, T, A] answering from each frame alone (image layout)."""
+        b, t = feats.shape[:2]
+        inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
+        _, step2 = self.llm.greedy_step_logits(inputs, steps=2)
+        return step2[:, self.letter_ids(num_options)].reshape(b, t, -1)
+
+    def answerer_loss(self, feats: torch.Tensor, qa_texts: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
+        """Teacher-forced loss of "Option X" from k frames [B, k, P, D] (video layout)."""
+        b, k = feats.shape[:2]
+        visual = self.role_tokens(ANSWERER, feats.reshape(b * k, *feats.shape[2:]))
+        inputs = self.layout.video(visual.reshape(b, k, *visual.shape[1:]), qa_texts)
+        target = self.layout.targets(targets, feats.device)
+        return self.llm.teacher_forced(inputs, target.ids, target.mask).loss
+
+    # -- chains ------------------------------------------------------------------------
+    @staticmethod
+    def gather_frames(feats: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Frames ``indices`` [B, k] of features [B, T, ...] -> [B, k, ...]."""
+        index = indices.reshape(*indices.shape, *([1] * (feats.dim() - 2))).expand(-1, -1, *feats.shape[2:])
+        return torch.gather(feats, 1, index)
+
+    def keyframes(self, feats: torch.Tensor, loc_texts: Sequence[str], k: int | None = None) -> tuple[torch.Tensor, FrameLogits]:
+        """Forward chain, first half: the localizer's top-k frames [B, k] in time order."""
+        scores = self.frame_logits(feats, loc_texts)
+        return self.select_keyframes(scores.yes, k or self.config.num_keyframes), scores
+
+    def pseudo_labels(self, feats: torch.Tensor, qa_texts: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
+        """Reverse chain: True where the answerer, reading that frame alone, is right [B, T].
+
+        Image layout, teacher-forced on the target "Option X"; the predicted letter is the
+        argmax over the option letters at decoder position 1 (spec section 6.3).
+        """
+        b, t = feats.shape[:2]
+        inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
+        target_texts = self._repeat_per_frame(targets, t)
+        target = self.layout.targets(target_texts, feats.device)
+        logits = self.llm.teacher_forced(inputs, target.ids, target.mask).logits
+        predicted = logits[:, 1, self.letter_ids()].argmax(dim=-1).reshape(b, t)
+        truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
+        return predicted == truth[:, None]
+
+    @contextlib.contextmanager
+    def frozen_role(self, role: str) -> Iterator[None]:
+        """Run a role that only feeds the trained one: no grad, eval mode (orig: train mode)."""
+        modules = [*self.role(role).modules(), self.llm.module]
+        modes = [m.training for m in modules]
+        with torch.no_grad():
+            if not self.config.frozen_role_train_mode:
+                for module in modules:
+                    module.eval()
+            try:
+                yield
+            finally:
+                for module, mode in zip(modules, modes):
+                    module.train(mode)
+
+    # -- training: one loss per stage ----------------------------------------------------
+    def forward(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.stage is Stage.INFER:
+            raise RuntimeError("stage 'infer' trains nothing; set model.stage to a training stage")
+        return self._STAGE_LOSS[self.stage](self, samples)
+
+    def _loss_pretrain_localizer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        labels = samples["frame_labels"]
+        if (labels < 0).any():
+            raise ValueError("pretrain_localizer needs per-frame labels (a moment dataset such as qvh)")
+        feats = self.encode_frames(samples["video"])
+        return {"loss": self.localizer_loss(feats, samples["loc_input"], labels.bool())}
+
+    def _loss_finetune_answerer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        feats = self.encode_frames(samples["video"])
+        with self.frozen_role(LOCALIZER):
+            chosen, _ = self.keyframes(feats, samples["loc_input"])
+        loss = self.answerer_loss(self.gather_frames(feats, chosen), samples["qa_input"], samples["qa_output"])
+        return {"loss": loss}
+
+    def _loss_refine_localizer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        feats = self.encode_frames(samples["video"])
+        with self.frozen_role(ANSWERER):
+            labels = self.pseudo_labels(feats, samples["qa_input"], samples["qa_output"])
+        loss = self.localizer_loss(feats, samples["loc_input"], labels)
+        return {"loss": loss, "pseudo_yes_rate": labels.float().mean()}
+
+    def _loss_answer_uniform(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        feats = self.encode_frames(samples["video"])
+        return {"loss": self.answerer_loss(feats, samples["qa_input"], samples["qa_output"])}
+
+    _STAGE_LOSS: dict[Stage, Callable[["SeViLA", dict[str, Any]], dict[str, torch.Tensor]]] = {
+        Stage.PRETRAIN_LOCALIZER: _loss_pretrain_localizer,
+        Stage.FINETUNE_ANSWERER: _loss_finetune_answerer,
+        Stage.REFINE_LOCALIZER: _loss_refine_localizer,
+        Stage.ANSWER_UNIFORM: _loss_answer_uniform,
+    }
+
+    # -- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, samples: dict[str, Any], mode: str = "chain", num_options: int | None = None) -> list[dict[str, Any]]:
+        """One record per question of the batch (see EVAL_MODES).
+
+        Rows with ``video_ok`` False (unreadable video kept for counting) never reach the
+        model: their prediction is -1 (unanswered), never a guess.
+        """
+        if mode not in EVAL_MODES:
+            raise ValueError(f"unknown evaluation mode {mode!r}; available: {EVAL_MODES}")
+        video = samples["video"]
+        ok = samples.get("video_ok")
+        ok = torch.ones(video.shape[0], dtype=torch.bool) if ok is None else torch.as_tensor(ok, dtype=torch.bool)
+        records: list[dict[str, Any]] = [
+            {"question_id": qid, "prediction": -1, "video_ok": bool(flag)}
+            for qid, flag in zip(samples["question_id"], ok.tolist())
+        ]
+        rows = [i for i, flag in enumerate(ok.tolist()) if flag]
+        if not rows:
+            return records
+        pick = torch.tensor(rows, device=video.device)
+        feats = self.encode_frames(video.index_select(0, pick))
+        take = lambda key: [samples[key][i] for i in rows]  # noqa: E731
+        outputs = getattr(self, f"_predict_{mode}")(feats, take, num_options)
+        for row, out in zip(rows, outputs):
+            records[row].update(out)
+        return records
+
+    def _predict_chain(self, feats, take, num_options) -> list[dict[str, Any]]:
+        chosen, scores = self.keyframes(feats, take("loc_input"))
+        logits = self.answer_logits(self.gather_frames(feats, chosen), take("qa_input"), num_options)
+        return [
+            {
+                "prediction": int(row.argmax()),
+                "option_scores": row.tolist(),
+                "keyframes": idx.tolist(),
+                "keyframe_scores": yes[idx].tolist(),
+                "frame_scores": yes.tolist(),
+            }
+            for row, idx, yes in zip(logits, chosen, scores.yes)
+        ]
+
+    def _predict_chain_single(self, feats, take, num_options) -> list[dict[str, Any]]:
+        chosen, scores = self.keyframes(feats, take("loc_input"), k=1)
+        logits = self.answer_logits_per_frame(self.gather_frames(feats, chosen), take("qa_input"), num_options)[:, 0]
+        return [
+            {"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": idx.tolist(),
+             "frame_scores": yes.tolist()}
+            for row, idx, yes in zip(logits, chosen, scores.yes)
+        ]
+
+    def _predict_uniform(self, feats, take, num_options) -> list[dict[str, Any]]:
+        logits = self.answer_logits(feats, take("qa_input"), num_options)
+        frames = list(range(feats.shape[1]))
+        return [{"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": frames} for row in logits]
+
+    def _predict_per_frame(self, feats, take, num_options) -> list[dict[str, Any]]:
+        logits = self.answer_logits_per_frame(feats, take("qa_input"), num_options)  # [B, T, A]
+        per_frame = logits.argmax(dim=-1)
+        out = []
+        for votes, answer in zip(per_frame, take("answer_idx")):
+            counts = torch.bincount(votes, minlength=logits.shape[-1])
+            out.append(
+                {
+                    "prediction": int(counts.argmax()),  # majority; ties -> lowest option index
+                    "frame_predictions": votes.tolist(),
+                    "oracle_correct": bool((votes == int(answer)).any()),
+                }
+            )
+        return out
+
+    def _predict_localize(self, feats, take, num_options) -> list[dict[str, Any]]:
+        scores = self.frame_logits(feats, take("loc_input"))
+        return [{"yes_logits": yes.tolist(), "no_logits": no.tolist()} for yes, no in zip(scores.yes, scores.no)]
+
+    # -- public API (no config file needed) ------------------------------------------------
+    def _prepare_video(self, video: torch.Tensor | str | os.PathLike, num_frames: int) -> torch.Tensor:
+        """A video file, uint8 frames or processed frames [T, 3, H, W] -> [1, T, 3, H, W]."""
+        from lavis_sevila.processors.video_processors import SevilaVideoEvalProcessor
+
+        size = self.config.vision.img_size
+        if isinstance(video, (str, os.PathLike)):
+            from lavis_sevila.video import read_clip
+
+            video = read_clip(video, num_frames, mode="uniform", image_size=size).frames
+        if video.dim() != 4:
+            raise ValueError(f"expected frames [T, 3, H, W], got shape {tuple(video.shape)}")
+        if video.dtype == torch.uint8:
+            video = SevilaVideoEvalProcessor(image_size=size)(video)
+        return video.to(self.device, torch.float32).unsqueeze(0)
+
+    @torch.no_grad()
+    def score_frames(
+        self, video: torch.Tensor | str | os.PathLike, question: str, options: Sequence[str], num_frames: int = 32
+    ) -> torch.Tensor:
+        """Localizer "yes" logit of every frame [T] for one multiple-choice question.
+
+        ``video``: a file (``num_frames`` sampled uniformly), uint8 frames or processed frames.
+        """
+        prompt = prompts.multiple_choice(question, options, None)
+        feats = self.encode_frames(self._prepare_video(video, num_frames))
+        return self.frame_logits(feats, [prompt.loc_input]).yes[0]
+
+    @torch.no_grad()
+    def answer(
+        self,
+        video: torch.Tensor | str | os.PathLike,
+        question: str,
+        options: Sequence[str],
+        num_keyframes: int | None = None,
+        num_frames: int = 32,
+    ) -> Answer:
+        """Forward chain for one question: keyframes, then the answer over ``options``."""
+        prompt = prompts.multiple_choice(question, options, None)
+        feats = self.encode_frames(self._prepare_video(video, num_frames))
+        chosen, scores = self.keyframes(feats, [prompt.loc_input], k=num_keyframes)
+        logits = self.answer_logits(self.gather_frames(feats, chosen), [prompt.qa_input], len(options))[0]
+        return Answer(
+            index=int(logits.argmax()),
+            probabilities=logits.softmax(dim=-1).tolist(),
+            keyframes=chosen[0].tolist(),
+            frame_scores=scores.yes[0].tolist(),
+        )

@@ -1,0 +1,138 @@
+"""Loading the LLM's tokenizer and deriving the token ids SeViLA reads.
+
+The authors hard-code Flan-T5 ids (yes 4273, no 150, A-E 71/272/205/309/262).  We derive
+them from the tokenizer instead -- the id the target text puts at the decoder step that
+is read -- so other tokenizers and backbones work, and Flan-T5 gives the same numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from lavis_sevila.data.prompts import LETTERS, NO, YES, answer_target
+
+BUILTIN_TINY = "builtin:tiny"
+_VOCAB_FILE = Path(__file__).with_name("tiny_vocab.txt")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LAVIS_SEVILA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "lavis_sevila")
+    return Path(root)
+
+
+def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
+    """A T5 tokenizer from a hub name, a local directory, or ``builtin:tiny``."""
+    from transformers import T5TokenizerFast
+
+    if source == BUILTIN_TINY:
+        source = str(build_tiny_tokenizer())
+    return T5TokenizerFast.from_pretrained(source)
+
+
+def tiny_vocabulary() -> list[str]:
+    words: list[str] = []
+    for line in _VOCAB_FILE.read_text().splitlines():
+        if not line.startswith("#"):
+            words.extend(line.split())
+    return list(dict.fromkeys(words))  # keep order, drop repeats
+
+
+def build_tiny_tokenizer(directory: str | os.PathLike | None = None) -> Path:
+    """Write a word-level sentencepiece T5 tokenizer built from ``tiny_vocab.txt``.
+
+    Built, not trained: pieces and scores are chosen, so the result is identical on every
+    machine and needs no network.  Known words are one piece each; other text falls back
+    to characters.  Cached under ``$LAVIS_SEVILA_CACHE`` keyed by the vocabulary's hash.
+    """
+    from sentencepiece import sentencepiece_model_pb2 as sp_model
+    from transformers import T5Tokenizer
+
+    words = tiny_vocabulary()
+    digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]
+    target = Path(directory) if directory is not None else cache_dir() / "tokenizers" / f"tiny-{digest}"
+    if (target / "tokenizer_config.json").exists():
+        return target
+
+    proto = sp_model.ModelProto()
+
+    def add(piece: str, score: float, kind: int) -> None:
+        entry = proto.pieces.add()
+        entry.piece, entry.score, entry.type = piece, score, kind
+
+    normal, unknown, control = 1, 2, 3
+    add("<pad>", 0.0, control)
+    add("</s>", 0.0, control)
+    add("<unk>", 0.0, unknown)
+    for word in words:
+        add("\u2581" + word, -1.0, normal)
+    add("\u2581", -4.0, normal)
+    for char in (chr(c) for c in range(33, 127)):
+        add(char, -8.0, normal)
+    proto.trainer_spec.model_type = sp_model.TrainerSpec.UNIGRAM
+    proto.trainer_spec.vocab_size = len(proto.pieces)
+    proto.trainer_spec.pad_id, proto.trainer_spec.eos_id, proto.trainer_spec.unk_id = 0, 1, 2
+    proto.trainer_spec.bos_id = -1
+    proto.normalizer_spec.name = "identity"
+    proto.normalizer_spec.add_dummy_prefix = True
+    proto.normalizer_spec.remove_extra_whitespaces = True
+    proto.normalizer_spec.escape_whitespaces = True
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        model_file = Path(tmp) / "spiece.model"
+        model_file.write_bytes(proto.SerializeToString())
+        T5Tokenizer(vocab_file=str(model_file), extra_ids=0, legacy=True).save_pretrained(tmp)
+        staged = Path(tmp + ".done")
+        os.replace(tmp, staged)
+        try:
+            os.replace(staged, target)
+        except OSError:  # another process built it first
+            if not (target / "tokenizer_config.json").exists():
+                raise
+    return target
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """Vocabulary ids of the tokens whose logits SeViLA reads."""
+
+    yes: int
+    no: int
+    letters: tuple[int, ...]  # option letters A.. in order, at the answerer's read step
+    option_prefix: int  # the token before the letter in "Option X" (decoder step 1)
+
+
+class TokenizerMismatch(ValueError):
+    pass
+
+
+def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def derive_token_ids(tokenizer: PreTrainedTokenizerBase) -> TokenIds:
+    """Ids read by the localizer (step 1: "yes"/"no") and answerer (step 2 of "Option X")."""
+    single = {}
+    for word in (YES, NO):
+        ids = _ids(tokenizer, word)
+        if len(ids) != 1:
+            raise TokenizerMismatch(f"target {word!r} must be one token at decoder step 1, got ids {ids}")
+        single[word] = ids[0]
+    letters, prefixes = [], set()
+    for index in range(len(LETTERS)):
+        ids = _ids(tokenizer, answer_target(index))
+        if len(ids) != 2:
+            raise TokenizerMismatch(
+                f"target {answer_target(index)!r} must be two tokens (prefix, letter) so the letter is read at "
+                f"decoder step 2, got ids {ids}"
+            )
+        prefixes.add(ids[0])
+        letters.append(ids[1])
+    if len(prefixes) != 1 or len(set(letters)) != len(letters):
+        raise TokenizerMismatch(f"'Option A'..'Option E' must share one prefix token and differ in the letter")
+    return TokenIds(yes=single[YES], no=single[NO], letters=tuple(letters), option_prefix=prefixes.pop())

@@ -33,7 +33,7 @@ def test_training_checkpoint_round_trip_holds_only_what_trains(tmp_path):
     model = build_tiny(seed=1, stage="refine_localizer")
     with torch.no_grad():
         model.Qformer_loc.bert.embeddings.LayerNorm.weight.add_(0.5)
-    path = ckpt.save_checkpoint(tmp_path / "c.pth", model, stage="refine_localizer", epoch=3)
+    path = ckpt.save_checkpoint(tmp_path / "c.pth", model, {"stage": "refine_localizer", "epoch": 3})
     payload = ckpt.read_checkpoint(path)
     assert payload["manifest"]["stage"] == "refine_localizer" and payload["manifest"]["epoch"] == 3
     assert set(payload["manifest"]["groups"]) == {"ln_vision_loc", "Qformer_loc", "query_tokens_loc", "t5_proj_loc"}
@@ -50,7 +50,7 @@ def test_training_checkpoint_round_trip_holds_only_what_trains(tmp_path):
 
 def test_tampered_manifest_is_refused(tmp_path):
     model = build_tiny(stage="finetune_answerer")
-    path = ckpt.save_checkpoint(tmp_path / "c.pth", model, stage="finetune_answerer")
+    path = ckpt.save_checkpoint(tmp_path / "c.pth", model, {"stage": "finetune_answerer"})
     payload = torch.load(path, weights_only=True)
     key = next(iter(payload["model"]))
     payload["model"][key] = payload["model"][key].half()

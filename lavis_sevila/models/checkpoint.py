@@ -169,12 +169,17 @@ def manifest_for(state: Mapping[str, torch.Tensor], **info: Any) -> dict[str, An
     }
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
-    """Write the trained parameters, a manifest and ``extra`` plain data (e.g. optimizer)."""
+def save_checkpoint(
+    path: str | os.PathLike, model: nn.Module, info: Mapping[str, Any] | None = None, **extra: Any
+) -> Path:
+    """Write the trained groups, a manifest (with ``info``: stage, epoch, ...) and ``extra``.
+
+    ``extra`` is plain data stored beside them (optimizer state, RNG states); everything
+    must load with ``weights_only=True``.  Written to a temporary name and renamed, so a
+    run killed while saving never leaves a half-written checkpoint behind.
+    """
     state = trainable_state(model)
-    manifest = manifest_for(state, **{k: v for k, v in extra.items() if k in ("stage", "epoch", "step", "config")})
-    payload = {"model": state, "manifest": manifest}
-    payload.update({k: v for k, v in extra.items() if k not in manifest})
+    payload = {"model": state, "manifest": manifest_for(state, **dict(info or {})), **extra}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")

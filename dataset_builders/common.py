@@ -1,0 +1,317 @@
+"""What every converter shares: reading the release files, reporting bad input, the CLI.
+
+A converter only says how one released record becomes one of our records
+(:class:`lavis_sevila.data.schema.Annotation`).  Everything about bad input lives here so
+that every dataset reports it the same way: each problem names the file, the line (or the
+index in a JSON list) and the released field; nothing is dropped unless ``--skip-invalid``
+is given, and then every skipped record is printed and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from pydantic import ValidationError
+
+from lavis_sevila.data.schema import (
+    SCHEMA_VERSION,
+    Annotation,
+    Problem,
+    duplicate_qid_problems,
+    validation_problems,
+    write_annotations,
+)
+
+RecordConverter = Callable[[dict], dict]
+
+
+class FieldError(ValueError):
+    """A released record's field is missing or malformed; ``field`` is the released name."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+class InputError(RuntimeError):
+    """The input file as a whole cannot be read (no record can be converted)."""
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One released record and where it came from; ``problem`` is set when it could not be decoded."""
+
+    location: str
+    data: Any = None
+    problem: Optional[Problem] = None
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_jsonl(path: Path) -> list[SourceRecord]:
+    """One record per line (VALUE / QVHighlights / VLEP releases)."""
+    sources = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            location = f"{path}:{number}"
+            if not line.strip():
+                sources.append(SourceRecord(location, problem=Problem(location, "<line>", "empty line")))
+                continue
+            try:
+                sources.append(SourceRecord(location, json.loads(line, parse_constant=_reject_constant)))
+            except ValueError as error:
+                sources.append(SourceRecord(location, problem=Problem(location, "<json>", str(error))))
+    return sources
+
+
+def read_json_list(path: Path) -> list[SourceRecord]:
+    """A JSON array of records (STAR); locations are list indices."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle, parse_constant=_reject_constant)
+    except ValueError as error:
+        raise InputError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return [SourceRecord(f"{path}[{index}]", item) for index, item in enumerate(data)]
+
+
+def read_csv(path: Path, required_columns: Sequence[str]) -> list[SourceRecord]:
+    """A CSV with a header (NExT-QA); locations are file lines (the header is line 1)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in required_columns if name not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
+        sources = []
+        for row in reader:
+            location = f"{path}:{reader.line_num}"
+            if None in row or any(value is None for value in row.values()):
+                problem = Problem(location, "<row>", f"expected {len(reader.fieldnames)} columns")
+                sources.append(SourceRecord(location, problem=problem))
+            else:
+                sources.append(SourceRecord(location, dict(row)))
+    return sources
+
+
+# ---------------------------------------------------------------- field access
+
+
+def text_field(raw: Mapping[Any, Any], key: Any, name: Optional[str] = None) -> str:
+    """A required string field, kept exactly as released (no stripping); ``name`` is the
+    field's name in messages when it is nested (``choices[2].choice``)."""
+    name = name or str(key)
+    if key not in raw:
+        raise FieldError(name, "missing")
+    value = raw[key]
+    if not isinstance(value, str):
+        raise FieldError(name, f"expected a string, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise FieldError(name, "is empty")
+    return value
+
+
+def int_field(raw: Mapping[str, Any], key: str) -> int:
+    """A required integer; JSON ints, or the digits of a CSV cell."""
+    if key not in raw:
+        raise FieldError(key, "missing")
+    value = raw[key]
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise FieldError(key, f"expected an integer, got {value!r}")
+
+
+def optional_int_field(raw: Mapping[str, Any], key: str) -> Optional[int]:
+    """An integer that test splits leave out (answers)."""
+    return int_field(raw, key) if key in raw else None
+
+
+def seconds_field(raw: Mapping[Any, Any], key: Any, name: Optional[str] = None) -> float:
+    """A required finite number of seconds."""
+    name = name or str(key)
+    if key not in raw:
+        raise FieldError(name, "missing")
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FieldError(name, f"expected a finite number of seconds, got {value!r}")
+    return float(value)
+
+
+_TS_RANGE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*")
+
+
+def ts_range_field(raw: Mapping[str, Any], key: str) -> tuple[float, float]:
+    """A VALUE-style ``"start-end"`` string of seconds, e.g. ``"48.62-60.02"``."""
+    value = text_field(raw, key)
+    match = _TS_RANGE.fullmatch(value)
+    if match is None:
+        raise FieldError(key, f"expected 'start-end' in seconds, got {value!r}")
+    return float(match.group(1)), float(match.group(2))
+
+
+def pair_field(raw: Mapping[str, Any], key: str) -> tuple[float, float]:
+    """A ``[start, end]`` JSON pair of seconds."""
+    if key not in raw:
+        raise FieldError(key, "missing")
+    value = raw[key]
+    if not isinstance(value, list) or len(value) != 2:
+        raise FieldError(key, f"expected [start, end], got {value!r}")
+    items = dict(enumerate(value))
+    return seconds_field(items, 0, f"{key}[0]"), seconds_field(items, 1, f"{key}[1]")
+
+
+def text_list_field(raw: Mapping[str, Any], key: str) -> list[str]:
+    """A JSON list of strings (VLEP events)."""
+    if key not in raw:
+        raise FieldError(key, "missing")
+    value = raw[key]
+    if not isinstance(value, list):
+        raise FieldError(key, f"expected a list, got {type(value).__name__}")
+    items = dict(enumerate(value))
+    return [text_field(items, index, f"{key}[{index}]") for index in items]
+
+
+def record(dataset: str, kind: str, qid: str, video: str, **fields: Any) -> dict:
+    """The fields of one of our records (validated by the caller, in one place)."""
+    return {"schema_version": SCHEMA_VERSION, "dataset": dataset, "kind": kind, "qid": qid, "video": video, **fields}
+
+
+# ---------------------------------------------------------------- conversion
+
+
+@dataclass
+class Conversion:
+    """The outcome of converting one file: good records and every problem, by record."""
+
+    records: list[Annotation] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    bad_locations: list[str] = field(default_factory=list)
+    total: int = 0
+
+
+def convert_sources(
+    sources: Sequence[SourceRecord],
+    convert_one: RecordConverter,
+    source_fields: Mapping[str, str],
+) -> Conversion:
+    """Convert every record, collecting problems instead of stopping at the first."""
+    result = Conversion(total=len(sources))
+    good: list[tuple[str, Annotation]] = []
+
+    def reject(location: str, problems: list[Problem]) -> None:
+        result.problems.extend(problems)
+        if location not in result.bad_locations:
+            result.bad_locations.append(location)
+
+    for source in sources:
+        if source.problem is not None:
+            reject(source.location, [source.problem])
+            continue
+        if not isinstance(source.data, dict):
+            reject(source.location, [Problem(source.location, "<record>", f"expected a JSON object, got {type(source.data).__name__}")])
+            continue
+        try:
+            fields = convert_one(source.data)
+        except FieldError as error:
+            reject(source.location, [Problem(source.location, error.field, error.message)])
+            continue
+        try:
+            good.append((source.location, Annotation.model_validate(fields)))
+        except ValidationError as error:
+            problems = validation_problems(error, source.location)
+            reject(source.location, [_name_source_field(problem, source_fields) for problem in problems])
+    duplicates = duplicate_qid_problems(good)
+    for problem in duplicates:
+        reject(problem.location, [_name_source_field(problem, source_fields)])
+    duplicated = {problem.location for problem in duplicates}
+    result.records = [annotation for location, annotation in good if location not in duplicated]
+    return result
+
+
+def _name_source_field(problem: Problem, source_fields: Mapping[str, str]) -> Problem:
+    """Name the released field a schema problem comes from: ``ts (end): ...``."""
+    schema_field = problem.field.split(".")[0]
+    source = source_fields.get(schema_field)
+    if source is None or source == problem.field:
+        return problem
+    return Problem(problem.location, f"{source} ({problem.field})", problem.message)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+@dataclass(frozen=True)
+class ConverterCli:
+    """``python -m dataset_builders.<name> --input ... --output OUT.jsonl [--skip-invalid]``."""
+
+    dataset: str
+    description: str
+    read: Callable[[Path], list[SourceRecord]]
+    make_converter: Callable[[argparse.Namespace], RecordConverter]
+    source_fields: Mapping[str, str]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=f"python -m dataset_builders.{self.dataset}", description=self.description)
+        parser.add_argument("--input", required=True, type=Path, help="the official annotation file")
+        parser.add_argument("--output", required=True, type=Path, help="our annotation jsonl to write")
+        parser.add_argument(
+            "--skip-invalid",
+            action="store_true",
+            help="skip records that cannot be converted (each one is printed and counted) instead of failing",
+        )
+        self.add_arguments(parser)
+        return parser
+
+    def convert(self, args: argparse.Namespace) -> Conversion:
+        convert_one = self.make_converter(args)
+        return convert_sources(self.read(args.input), convert_one, self.source_fields)
+
+    def main(self, argv: Optional[Sequence[str]] = None) -> int:
+        args = self.parser().parse_args(argv)
+        began = time.perf_counter()
+        try:
+            result = self.convert(args)
+        except (InputError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        if result.problems and not args.skip_invalid:
+            for problem in result.problems:
+                print(problem, file=sys.stderr)
+            print(
+                f"error: {len(result.problems)} problem(s) in {len(result.bad_locations)} of {result.total} "
+                f"record(s) of {args.input}; nothing written (fix the input, or pass --skip-invalid "
+                "to skip these records)",
+                file=sys.stderr,
+            )
+            return 1
+        for problem in result.problems:
+            print(f"skipped: {problem}", file=sys.stderr)
+        if result.bad_locations:
+            print(f"skipped {len(result.bad_locations)} of {result.total} record(s) of {args.input}", file=sys.stderr)
+        if not result.records:
+            print(f"error: no record of {args.input} could be converted; nothing written", file=sys.stderr)
+            return 1
+        written = write_annotations(args.output, result.records)
+        elapsed = time.perf_counter() - began
+        print(f"{self.dataset}: wrote {written} record(s) to {args.output} in {elapsed:.2f} s")
+        return 0
+
+    def run(self) -> None:
+        sys.exit(self.main())

@@ -1,0 +1,1 @@
+"""Runners registered in LAVIS: runner_sevila (torch.distributed) and runner_deepspeed."""

@@ -1,0 +1,128 @@
+"""LAVIS builders: registration, our default YAMLs, --options overrides, nothing downloaded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lavis.common.config import Config
+from lavis.common.registry import registry
+from omegaconf import OmegaConf
+
+import lavis_sevila  # noqa: F401  (registers the builders)
+import lavis_sevila.processors  # noqa: F401  (registers sevila_video_train / sevila_video_eval)
+from lavis_sevila.data.schema import Annotation, write_annotations
+from lavis_sevila.datasets import SevilaVideoDataset
+from lavis_sevila.processors import SevilaVideoEvalProcessor, SevilaVideoTrainProcessor
+from lavis_sevila.video.writer import numbered_frames, write_video
+
+PACKAGE = Path(lavis_sevila.__file__).resolve().parent
+BUILDERS = ("nextqa", "star", "how2qa", "tvqa", "vlep", "qvh", "sevila_synthetic")
+SIZE = 32
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_builders_are_registered_with_our_default_config(name):
+    builder = registry.get_builder_class(name)
+    assert builder is not None
+    path = Path(builder.default_config_path())
+    assert path.is_relative_to(PACKAGE / "configs" / "datasets") and path.is_file()
+    config = OmegaConf.load(path).datasets
+    assert list(config) == [name]
+    info = config[name].build_info
+    assert set(info.annotations) <= {"train", "val", "test"} and info.videos.storage and "{video}" in info.videos.pattern
+    assert int(info.n_frms.train) >= 1 and int(info.n_frms.eval) >= 1 and int(info.image_size) >= 1
+    assert config[name].vis_processor.train.name == "sevila_video_train"
+    assert config[name].vis_processor.eval.name == "sevila_video_eval"
+    assert "text_processor" not in config[name]
+
+
+def record(qid: str, **changes) -> Annotation:
+    fields = dict(schema_version=1, dataset="nextqa", kind="multiple_choice", qid=qid, video="clip",
+                  question="what?", options=["a.", "b.", "c.", "d.", "e."], answer=1, qtype="CW")
+    fields.update(changes)
+    return Annotation(**fields)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    write_video(tmp_path / "clip.mp4", numbered_frames(20, SIZE, SIZE), 10)
+    write_annotations(tmp_path / "train.jsonl", [record("t1"), record("t2", start=0.5, end=1.5)])
+    write_annotations(tmp_path / "val.jsonl", [record("v1")])
+    return tmp_path
+
+
+def options_for(data_dir: Path, *more: str) -> list[str]:
+    """What a user passes as ``--options`` (LAVIS dot-list syntax)."""
+    return [
+        f"datasets.nextqa.build_info.annotations.train.storage={data_dir / 'train.jsonl'}",
+        f"datasets.nextqa.build_info.annotations.val.storage={data_dir / 'val.jsonl'}",
+        "datasets.nextqa.build_info.annotations.test.storage=null",
+        f"datasets.nextqa.build_info.videos.storage={data_dir}",
+        "datasets.nextqa.build_info.n_frms.train=4",
+        "datasets.nextqa.build_info.n_frms.eval=6",
+        f"datasets.nextqa.build_info.image_size={SIZE}",
+        *more,
+    ]
+
+
+def dataset_config(*options: str):
+    """LAVIS's own merge: the builder's default YAML < the run config < --options."""
+    run_config = OmegaConf.create({"datasets": {"nextqa": {}}})
+    merged = OmegaConf.merge(Config.build_dataset_config(run_config), OmegaConf.from_dotlist(list(options)))
+    return merged.datasets.nextqa
+
+
+def test_build_datasets_from_defaults_and_options(data_dir, monkeypatch):
+    import lavis.datasets.builders.base_dataset_builder as base
+
+    monkeypatch.setattr(base, "download_url", lambda *a, **k: pytest.fail("a builder tried to download"))
+    builder = registry.get_builder_class("nextqa")(dataset_config(*options_for(data_dir)))
+    datasets = builder.build_datasets()
+    assert sorted(datasets) == ["train", "val"]  # test switched off with storage=null
+    train, val = datasets["train"], datasets["val"]
+    assert isinstance(train, SevilaVideoDataset) and train.training and train.sampling == "random"
+    assert not val.training and val.sampling == "uniform" and val.on_unreadable == "fail"
+    assert (train.n_frms, val.n_frms, val.image_size) == (4, 6, SIZE)
+    assert isinstance(train.vis_processor, SevilaVideoTrainProcessor)
+    assert type(val.vis_processor) is SevilaVideoEvalProcessor and val.vis_processor.image_size == SIZE
+    assert [r.qid for r in train.annotation] == ["t1", "t2"]
+    sample = val[0]
+    assert sample["video"].shape == (6, 3, SIZE, SIZE) and sample["video"].dtype == torch.float32
+    assert sample["video"].min() < 0  # normalised with CLIP statistics, not just /255
+    batch = train.collater([train[0], train[1]])
+    assert batch["video"].shape == (2, 4, 3, SIZE, SIZE) and batch["skipped"] == []
+
+
+def test_configuration_mistakes_are_reported(data_dir, tmp_path):
+    def build(*more):
+        return registry.get_builder_class("nextqa")(dataset_config(*options_for(data_dir), *more)).build_datasets()
+
+    with pytest.raises(FileNotFoundError, match="NExTQABuilder val annotations not found: .*absent.jsonl"):
+        build(f"datasets.nextqa.build_info.annotations.val.storage={tmp_path / 'absent.jsonl'}")
+    with pytest.raises(ValueError, match="no text processor"):
+        build("datasets.nextqa.text_processor.eval.name=blip_question")
+    with pytest.raises(ValueError, match="image_size is 224 but frames are decoded at build_info.image_size 32"):
+        build("datasets.nextqa.vis_processor.eval.image_size=224")
+    with pytest.raises(KeyError, match="not registered"):
+        build("datasets.nextqa.vis_processor.train.name=no_such_processor")
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        build(f"datasets.nextqa.build_info.annotations.dev.storage={data_dir / 'val.jsonl'}")
+    with pytest.raises(ValueError, match="on_unreadable"):
+        build("datasets.nextqa.build_info.on_unreadable=ignore")
+
+
+def test_a_split_can_stream_from_shards(data_dir):
+    from dataset_builders.shards import BuildOptions, build_shards
+    from lavis_sevila.data.shards import ShardDataset
+    from lavis_sevila.datasets import FrameSource
+
+    build_shards([data_dir / "val.jsonl"], FrameSource(root=data_dir), data_dir / "shards",
+                 BuildOptions(n_frms=6, image_size=SIZE), min_shards=1, workers=1, log=lambda *a: None)
+    config = dataset_config(*options_for(data_dir), f"datasets.nextqa.build_info.shards.val={data_dir / 'shards'}")
+    datasets = registry.get_builder_class("nextqa")(config).build_datasets()
+    assert isinstance(datasets["train"], SevilaVideoDataset)
+    streamed = datasets["val"]
+    assert isinstance(streamed, ShardDataset) and not streamed.training
+    (sample,) = list(streamed)
+    assert sample["question_id"] == "v1" and sample["video"].shape == (6, 3, SIZE, SIZE)

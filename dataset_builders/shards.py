@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+import torch
 import webdataset as wds
 
 from lavis_sevila.data.schema import Annotation, read_annotations
@@ -88,7 +89,9 @@ def decoded(tasks: Sequence[ClipTask], options: BuildOptions, workers: int) -> I
         for task in tasks:
             yield decode_task(task, options)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    # one torch thread per worker: a forked child whose parent already ran OpenMP-parallel torch
+    # code hangs in its first parallel region otherwise (torch's DataLoader does the same)
+    with multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         yield from pool.imap(_decode_star, [(task, options) for task in tasks], chunksize=1)
 
 

@@ -4,6 +4,8 @@
 tasks, dataset builders, processors and runners in LAVIS's registries.  Python imports a
 module once, so importing this package twice registers nothing twice.
 """
+import av  # noqa: F401  (before LAVIS pulls in decord: decord's bundled libvpx breaks PyAV's VP8/VP9 encoders)
+
 from lavis_sevila._environment import check_environment
 
 check_environment()

@@ -46,15 +46,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def load_config(cfg_path: str, options: Sequence[str]):
+    """LAVIS's Config, with ``--options model.model_type=...`` honoured.
+
+    LAVIS looks the model type up as a flat "model.model_type" key among options it has
+    already nested, so an override of the type is ignored when the defaults are picked.
+    """
+    from lavis.common.config import Config
+    from omegaconf import OmegaConf
+
+    class SevilaConfig(Config):
+        @staticmethod
+        def build_model_config(config, **kwargs):
+            chosen = OmegaConf.select(OmegaConf.create(kwargs), "model.model_type")
+            if chosen:
+                config = OmegaConf.merge(config, {"model": {"model_type": chosen}})
+            return Config.build_model_config(config)
+
+    return SevilaConfig(argparse.Namespace(cfg_path=cfg_path, options=list(options)))
+
+
 def run(cfg_path: str, options: Sequence[str] = (), evaluate_only: bool = False) -> dict[str, Any]:
     """Build config, task, datasets, model and runner as LAVIS does, then train or evaluate."""
     import lavis_sevila  # noqa: F401  (registers the model, tasks, datasets, runners)
-    from lavis.common.config import Config
     from lavis.common.registry import registry
     from lavis import tasks
 
     options = list(options) + (["run.evaluate=true"] if evaluate_only else [])
-    cfg = Config(argparse.Namespace(cfg_path=cfg_path, options=options))
+    cfg = load_config(cfg_path, options)
     seed = int(cfg.run_cfg.get("seed", 42))
     seed_everything(seed)  # same model initialisation on every rank
     task = tasks.setup_task(cfg)

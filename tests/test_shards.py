@@ -3,7 +3,6 @@ import json
 import warnings
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -12,7 +11,7 @@ from torch.utils.data import DataLoader
 from dataset_builders import shards as builder
 from dataset_builders.synthetic import SyntheticConfig, generate
 from lavis_sevila.data.samples import Skipped, collate, make_sample
-from lavis_sevila.data.schema import Annotation, read_annotations, write_annotations
+from lavis_sevila.data.schema import read_annotations, write_annotations
 from lavis_sevila.data.shards import (
     ShardDataset,
     ShardIndex,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dataset_builders import synthetic
-from dataset_builders.synthetic import SHAPES, TARGET_COLOURS, SyntheticConfig, generate, plan_video
+from dataset_builders.synthetic import COLOURS, SHAPES, TARGET_COLOURS, SyntheticConfig, generate, plan_video
 from lavis_sevila.data.samples import frame_labels
 from lavis_sevila.data.schema import read_annotations
 from lavis_sevila.video import read_clip
@@ -26,10 +26,10 @@ def test_files_and_records(small):
         for question, moment in zip(questions, moments):
             assert question.kind == "multiple_choice" and moment.kind == "moment"
             assert question.video == moment.video and (small["videos"] / f"{question.video}.mp4").is_file()
-            assert question.options == list(SHAPES)  # fixed list, fixed order
-            colour = question.qtype
-            assert question.question == f"What shape is the {colour} object?"
-            assert moment.question == f"a {colour} object appears."
+            assert question.options == list(COLOURS)  # fixed list, fixed order
+            shape = question.qtype
+            assert question.question == f"What colour is the {shape} that appears?"
+            assert moment.question == f"a {shape} appears."
             assert question.duration == moment.duration == 4.0
             assert question.relevant_windows == moment.relevant_windows
     summary = json.loads(small["summary"].read_text())
@@ -47,18 +47,18 @@ def test_the_target_shows_exactly_in_its_window(small):
     for question in read_annotations(small["train"]) + read_annotations(small["test"]):
         clip = read_clip(small["videos"] / f"{question.video}.mp4", 32, image_size=64)
         assert clip.indices.tolist() == list(range(32))
-        shown = target_pixels(clip.frames.numpy(), question.qtype) > 40
+        shown = target_pixels(clip.frames.numpy(), COLOURS[question.answer]) > 40
         first, last = question.extra["target_frames"]
         assert shown.tolist() == [first <= i <= last for i in range(32)]
         labels = frame_labels(clip.timestamps, question.relevant_windows)
         assert labels.tolist() == [int(first <= i <= last) for i in range(32)]
 
 
-def test_answer_is_the_target_shape(small):
+def test_answer_is_the_target_colour(small):
     config = SMALL
     for question in read_annotations(small["test"]):
         plan = plan_video(config, "test", int(question.video.split("_")[1]))
-        assert SHAPES[question.answer] == plan.shape and question.qtype == plan.colour
+        assert COLOURS[question.answer] == plan.colour and question.qtype == plan.shape
         frame = synthetic.render(config, plan)[plan.first]
         mask = (np.abs(frame.astype(int) - TARGET_COLOURS[plan.colour]).max(axis=-1) < 5)
         side = synthetic.object_side(config)

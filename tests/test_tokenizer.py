@@ -40,3 +40,15 @@ def test_a_tokenizer_that_splits_the_targets_is_refused(tmp_path):
     T5Tokenizer(vocab_file=str(tmp_path / "sp.model"), extra_ids=0, legacy=True).save_pretrained(tmp_path / "tok")
     with pytest.raises(TokenizerMismatch):
         derive_token_ids(load_tokenizer(str(tmp_path / "tok")))
+
+
+@pytest.mark.network
+def test_flan_t5_ids_equal_the_authors_hard_coded_ones():
+    """Needs the hub (or a cached google/flan-t5-xl tokenizer); skipped offline."""
+    try:
+        tok = load_tokenizer("google/flan-t5-xl")
+    except Exception as error:  # offline: no hub, no cache
+        pytest.skip(f"google/flan-t5-xl tokenizer not available: {type(error).__name__}")
+    ids = derive_token_ids(tok)
+    assert (ids.yes, ids.no) == (4273, 150)
+    assert ids.letters == (71, 272, 205, 309, 262)

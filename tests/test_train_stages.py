@@ -71,3 +71,12 @@ def test_evaluate_entry_point_as_a_module(data, tmp_path):
 def test_bad_run_option_fails_loudly(data, tmp_path):
     with pytest.raises(ValueError, match="run.max_epochs"):
         cli.run(str(PROJECT / "finetune_answerer.yaml"), stage_options(data, tmp_path, "finetune_answerer", "run.max_epochs=3"))
+
+
+def test_model_type_option_picks_that_types_defaults():
+    """LAVIS's Config ignores --options model.model_type; ours honours it."""
+    from lavis_sevila.cli import load_config
+
+    cfg = load_config(str(PROJECT.parent / "nextqa" / "finetune_answerer.yaml"), ["model.model_type=tiny"])
+    assert cfg.model_cfg.model_type == "tiny" and cfg.model_cfg.vision.img_size == 32
+    assert cfg.model_cfg.stage == "finetune_answerer"  # the project's own keys still win

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from lavis_sevila.data import prompts
 from lavis_sevila.data.schema import Annotation
@@ -141,7 +142,9 @@ def collate(samples: Sequence[dict | Skipped]) -> dict:
             shapes = {tuple(value.shape) for value in values}
             if len(shapes) > 1:
                 raise ValueError(f"cannot batch {key!r}: shapes differ {sorted(shapes)}")
-            batch[key] = torch.stack(values)
+            # default_collate stacks straight into shared memory inside DataLoader workers,
+            # saving the copy the worker queue would otherwise make
+            batch[key] = default_collate(values)
         elif key in SCALAR_KEYS:
             batch[key] = torch.tensor(values, dtype=SCALAR_KEYS[key])
         else:

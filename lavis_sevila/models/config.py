@@ -93,6 +93,10 @@ class SeViLAConfig:
     localizer_init: str = "answerer"
     # SeViLA checkpoints applied in order after that (authors' sevila_pretrained.pth, or ours)
     finetuned: list[str] = field(default_factory=list)
+    # "localizer" copies the localizer into the answerer after all checkpoints are loaded:
+    # for a backbone without BLIP-2 weights (the tiny demo), the pre-trained localizer is
+    # the one pre-trained Q-Former both roles start from; "none" leaves the answerer alone
+    answerer_init: str = "none"
     # state-dict key patterns a checkpoint may carry that we drop on purpose (fnmatch)
     allow_unexpected: list[str] = field(default_factory=list)
     # groups nobody loaded are an error unless random init is allowed (tiny models)
@@ -125,6 +129,8 @@ class SeViLAConfig:
             raise ValueError("model.num_keyframes must be >= 1")
         if self.localizer_init not in ("answerer", "random"):
             raise ValueError(f"model.localizer_init must be 'answerer' or 'random', got {self.localizer_init!r}")
+        if self.answerer_init not in ("none", "localizer"):
+            raise ValueError(f"model.answerer_init must be 'none' or 'localizer', got {self.answerer_init!r}")
         if self.llm.dtype not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"model.llm.dtype must be bf16, fp16 or fp32, got {self.llm.dtype!r}")
         if self.vision.precision not in ("fp16", "fp32"):

@@ -1,7 +1,8 @@
 """Moving weights between layouts, each move one named operation.
 
-Today: initialising the localizer from the answerer (both roles start from one BLIP-2,
-as the paper says).  Roadmap: Hugging Face ``Blip2ForConditionalGeneration`` <-> ours,
+Today: initialising one role from the other (both roles start from one BLIP-2, as the
+paper says; the tiny demo, which has no BLIP-2, starts its answerer from the localizer it
+pre-trained).  Roadmap: Hugging Face ``Blip2ForConditionalGeneration`` <-> ours,
 and merging a localizer checkpoint with an answerer checkpoint.
 """
 from __future__ import annotations
@@ -27,18 +28,28 @@ def role_groups(suffix: str, proj_name: str) -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def copy_answerer_to_localizer(model: nn.Module, proj_name: str) -> list[str]:
-    """Overwrite every localizer tensor with its answerer twin (``X`` -> ``X_loc``)."""
+def copy_role(model: nn.Module, proj_name: str, source: str, target: str) -> list[str]:
+    """Overwrite every tensor of one role with its twin in the other (suffix "" or "_loc")."""
     state = model.state_dict()
-    answerer = role_groups("", proj_name)
+    groups = dict(zip(role_groups(source, proj_name), role_groups(target, proj_name)))
     copied = []
     for key, value in state.items():
         group, _, rest = key.partition(".")
-        if group in answerer:
-            twin = f"{group}_loc" + (f".{rest}" if rest else "")
+        if group in groups:
+            twin = groups[group] + (f".{rest}" if rest else "")
             state[twin].copy_(value)
             copied.append(twin)
-    expected = sum(1 for key in state if key.split(".", 1)[0] in role_groups("_loc", proj_name))
+    expected = sum(1 for key in state if key.split(".", 1)[0] in groups.values())
     if len(copied) != expected:
-        raise RuntimeError(f"copied {len(copied)} localizer tensors, expected {expected}")
+        raise RuntimeError(f"copied {len(copied)} tensors into the {target or 'answerer'} role, expected {expected}")
     return copied
+
+
+def copy_answerer_to_localizer(model: nn.Module, proj_name: str) -> list[str]:
+    """The paper's start: the localizer begins as a copy of the (BLIP-2) answerer."""
+    return copy_role(model, proj_name, source="", target="_loc")
+
+
+def copy_localizer_to_answerer(model: nn.Module, proj_name: str) -> list[str]:
+    """The tiny demo's start for stage 2: the answerer begins as the pre-trained localizer."""
+    return copy_role(model, proj_name, source="_loc", target="")

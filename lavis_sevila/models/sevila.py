@@ -29,7 +29,7 @@ from torch import nn
 from lavis_sevila.data import prompts
 from lavis_sevila.models import checkpoint as ckpt
 from lavis_sevila.models.config import SeViLAConfig
-from lavis_sevila.models.convert import copy_answerer_to_localizer, role_groups
+from lavis_sevila.models.convert import copy_answerer_to_localizer, copy_localizer_to_answerer, role_groups
 from lavis_sevila.models.keyframes import get_selector
 from lavis_sevila.models.layout import PromptLayout
 from lavis_sevila.models.llm import LLMInputs, build_language_model
@@ -133,7 +133,7 @@ class SeViLA(BaseModel):
         return cls.from_config(cfg)
 
     def load_weights(self) -> None:
-        """BLIP-2 answerer -> localizer init -> SeViLA checkpoints, in that order, loudly."""
+        """BLIP-2 answerer -> localizer init -> SeViLA checkpoints -> answerer init, loudly."""
         config = self.config
         self.weight_sources = {}
         if config.vision.weights:
@@ -149,6 +149,10 @@ class SeViLA(BaseModel):
                     self.weight_sources[group + "_loc"] = f"copy of {group}"
         for source in config.finetuned:
             self.load_checkpoint(source)
+        if config.answerer_init == "localizer":
+            copy_localizer_to_answerer(self, self.proj_name)
+            for group in role_groups("_loc", self.proj_name):
+                self.weight_sources[group.removesuffix("_loc")] = f"copy of {group}"
         unloaded = sorted({ckpt.group_of(k) for k in self.state_dict()} - set(self.weight_sources))
         if unloaded and not config.allow_random_init:
             raise ckpt.CheckpointError(

@@ -85,6 +85,7 @@ class DeepSpeedRunner(SeViLARunner):
         import deepspeed
 
         if self.engine is None:
+            distributed.ensure_process_group(self.device)  # a plain `python -m` run has no launcher
             groups = [group for group in self.param_groups() if group["params"]]
             self.engine, self._optimizer, _, _ = deepspeed.initialize(
                 model=self.model, model_parameters=groups, config=self.ds_config

@@ -14,7 +14,7 @@ from packaging.version import Version
 # (distribution, lowest working, first known broken, tested) -- first broken None = unknown
 REQUIREMENTS: tuple[tuple[str, str, str | None, str], ...] = (
     ("salesforce-lavis", "1.0.2", "1.0.3", "1.0.2"),
-    ("transformers", "4.33", "4.57", "4.46.3"),
+    ("transformers", "4.33", "4.47", "4.46.3"),  # 4.56 already lacks what LAVIS imports
     ("torch", "2.1", None, "2.14.1"),
     ("numpy", "1.20", "2.0", "1.26.4"),
 )

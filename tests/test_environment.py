@@ -9,9 +9,9 @@ def test_installed_set_has_no_errors():
 
 
 def test_a_breaking_version_is_reported_with_a_fix(monkeypatch):
-    versions = {"salesforce-lavis": "1.0.2", "transformers": "4.57.0", "torch": "2.14.1", "numpy": "1.26.4"}
+    versions = {"salesforce-lavis": "1.0.2", "transformers": "4.56.2", "torch": "2.14.1", "numpy": "1.26.4"}
     monkeypatch.setattr(env, "_installed", versions.get)
-    with pytest.raises(env.EnvironmentMismatch, match=r"transformers 4.57.0 .*<4.57") as error:
+    with pytest.raises(env.EnvironmentMismatch, match=r"transformers 4.56.2 .*<4.47") as error:
         env.check_environment()
     assert "make install" in str(error.value)
 

@@ -154,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reuse", action="store_true", help="keep trained stages found in --output")
     args = parser.parse_args(argv)
 
+    import os
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # one line per step instead of progress bars
+    warnings.filterwarnings("ignore", category=FutureWarning)
     from lavis_sevila.cli import setup_logging
 
     setup_logging()
@@ -172,7 +177,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for step in pipeline.steps:
         step.options = per_step.get(step.name, []) + step.options
     print(f"[demo] running {len(pipeline.steps)} pipeline steps (logs and checkpoints in {pipeline.output_dir})", flush=True)
-    run_pipeline(pipeline, reuse=args.reuse)
+    def announce(index: int, step) -> None:
+        kind = "evaluate" if step.evaluate else "train"
+        print(f"[demo] {index + 1}/{len(pipeline.steps)} {kind} {step.name} "
+              f"({time.time() - started:.0f} s elapsed)", flush=True)
+
+    run_pipeline(pipeline, reuse=args.reuse, on_step=announce)
     runs = Path(pipeline.output_dir)
     text, acc = table(runs)
     figure = plot(runs, output / "localizer_scores.png")

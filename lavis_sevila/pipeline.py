@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
@@ -89,9 +89,13 @@ class Pipeline:
         return self.options + step.options + wiring
 
 
-def run_pipeline(pipeline: Pipeline, reuse: bool = False) -> dict[str, Any]:
+def run_pipeline(
+    pipeline: Pipeline, reuse: bool = False, on_step: Callable[[int, Step], None] | None = None
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for step in pipeline.steps:
+    for index, step in enumerate(pipeline.steps):
+        if on_step is not None:
+            on_step(index, step)
         done = pipeline.step_dir(step.name) / FINAL
         if reuse and not step.evaluate and done.exists():
             logger.info("step %s: reusing %s", step.name, done)

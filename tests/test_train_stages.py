@@ -80,3 +80,32 @@ def test_model_type_option_picks_that_types_defaults():
     cfg = load_config(str(PROJECT.parent / "nextqa" / "finetune_answerer.yaml"), ["model.model_type=tiny"])
     assert cfg.model_cfg.model_type == "tiny" and cfg.model_cfg.vision.img_size == 32
     assert cfg.model_cfg.stage == "finetune_answerer"  # the project's own keys still win
+
+
+def test_training_and_evaluation_stream_from_shards(data, tmp_path):
+    """Both splits read from WebDataset shards through the runner (no video decoding)."""
+    from dataset_builders.shards import BuildOptions, build_shards
+    from lavis_sevila.datasets.video_dataset import FrameSource
+
+    shards = {}
+    for split in ("train", "test"):
+        shards[split] = tmp_path / f"shards_{split}"
+        build_shards([data / f"{split}.jsonl"], FrameSource(root=data / "videos"), shards[split],
+                     BuildOptions(n_frms=8, image_size=32), min_shards=1, workers=1, log=lambda *a: None)
+    out = tmp_path / "run"
+    key = "datasets.sevila_synthetic.build_info.shards"
+    options = stage_options(data, out, "finetune_answerer", "run.max_steps=3",
+                            f"{key}.train={shards['train']}", f"{key}.test={shards['test']}")
+    results = cli.run(str(PROJECT / "finetune_answerer.yaml"), options)
+    assert results["train"]["iterations"] == 3
+    assert results["test"]["total"] == 5
+
+
+def test_a_split_without_answers_is_predicted_not_scored(tmp_path):
+    from lavis_sevila.tasks.videoqa import VideoQATask
+
+    task = VideoQATask(output_dir=str(tmp_path))
+    unlabelled = [{"question_id": f"q{i}", "prediction": 1, "answer": -1} for i in range(3)]
+    assert task.compute_metrics(unlabelled, "test")["answers"] == 0
+    with pytest.raises(ValueError, match="2 of 3 questions have no answer"):
+        task.compute_metrics(unlabelled[:2] + [{"question_id": "q2", "prediction": 1, "answer": 0}], "test")

@@ -9,6 +9,7 @@ versions).  Optimizer grouping and the learning-rate schedule are LAVIS's.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -16,13 +17,13 @@ import platform
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
 from lavis_sevila.data.samples import SkipCounter
@@ -133,32 +134,45 @@ class SeViLARunner:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(self.model, device_ids=device_ids)
 
-    def loader(self, split: str, training: bool, epoch: int = 0, start: int = 0) -> DataLoader:
+    def loader(self, split: str, training: bool, epoch: int = 0, start: int = 0) -> Iterable[dict[str, Any]]:
+        """Batches of one split; in training from batch ``start`` of ``epoch`` on.
+
+        Map-style datasets go through :class:`ResumableSampler`.  Streaming (WebDataset
+        shard) datasets split themselves by rank and worker; their order depends only on
+        the DataLoader's seeded generator, so resuming skips ``start`` batches (reading them).
+        """
         dataset = self.splits[split]
-        seeded = SeededSamples(dataset, self.settings.seed) if training else dataset
-        if training:
-            seeded.set_epoch(epoch)
-        sampler = ResumableSampler(
-            len(dataset), shuffle=training, seed=self.settings.seed,
-            rank=self.dist.rank, world_size=self.dist.world_size, pad=training,
-        )
-        sampler.set_epoch(epoch, start * self.settings.batch_size_train if training else 0)
-        return DataLoader(
-            seeded,
-            batch_size=self.settings.batch_size_train if training else self.settings.batch_size_eval,
+        streaming = isinstance(dataset, IterableDataset)
+        batch_size = self.settings.batch_size_train if training else self.settings.batch_size_eval
+        sampler = None
+        if not streaming:
+            if training:
+                dataset = SeededSamples(dataset, self.settings.seed)
+                dataset.set_epoch(epoch)
+            sampler = ResumableSampler(
+                len(dataset), shuffle=training, seed=self.settings.seed,
+                rank=self.dist.rank, world_size=self.dist.world_size, pad=training,
+            )
+            sampler.set_epoch(epoch, start * batch_size if training else 0)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
             sampler=sampler,
             num_workers=self.settings.num_workers,
-            collate_fn=dataset.collater,
+            collate_fn=self.splits[split].collater,
             drop_last=training,
             pin_memory=self.device.type == "cuda",
             # its own generator: creating the iterator must not draw from the global stream
             # (dropout), or a run resumed mid-epoch would diverge from an uninterrupted one
             generator=torch.Generator().manual_seed(self.settings.seed + epoch),
         )
+        return itertools.islice(loader, start, None) if streaming else loader
 
     def steps_per_epoch(self) -> int:
-        share = math.ceil(len(self.splits["train"]) / self.dist.world_size)
-        return share // self.settings.batch_size_train
+        """Batches per epoch, the same on every rank (the fewest any rank has)."""
+        dataset = self.splits["train"]
+        share = len(dataset) if isinstance(dataset, IterableDataset) else math.ceil(len(dataset) / self.dist.world_size)
+        return int(min(distributed.gather_objects(share // self.settings.batch_size_train)))
 
     # -- logs --------------------------------------------------------------------------
     def write_run_info(self) -> None:
@@ -294,7 +308,7 @@ class SeViLARunner:
             start = first_step if epoch == first_epoch else 0
             position = start
             for step, batch in enumerate(self.loader("train", True, epoch, start), start=start):
-                if self.iteration >= total:
+                if self.iteration >= total or step >= per_epoch:
                     break
                 skips.update(batch)
                 schedule.step(cur_epoch=epoch, cur_step=step)

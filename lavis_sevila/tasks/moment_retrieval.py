@@ -56,6 +56,9 @@ class MomentRetrievalTask(SevilaTask):
 
     def compute_metrics(self, records: list[dict[str, Any]], split: str) -> dict[str, Any]:
         labelled = [r for r in records if r["relevant_windows"]]
+        if labelled and len(labelled) != len(records):
+            raise ValueError(f"{split}: {len(records) - len(labelled)} of {len(records)} queries have no relevant "
+                             "window; a split is scored only when every query has one")
         metrics: dict[str, Any] = {"split": split, "span_threshold": self.span_threshold, "total": len(records)}
         submission = [
             {"qid": r["question_id"], "vid": r.get("video_id"), "pred_relevant_windows": r["pred_relevant_windows"]}

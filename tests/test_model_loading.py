@@ -9,7 +9,6 @@ from omegaconf import OmegaConf
 
 from conftest import build_tiny
 from lavis_sevila.models import SeViLA
-from lavis_sevila.models.checkpoint import CheckpointError
 from lavis_sevila.models.pretrained import resolve_file
 from lavis_sevila.models.tokenizer import build_tiny_tokenizer
 from lavis_sevila.models.vision import build_vision_encoder

@@ -134,5 +134,5 @@ def derive_token_ids(tokenizer: PreTrainedTokenizerBase) -> TokenIds:
         prefixes.add(ids[0])
         letters.append(ids[1])
     if len(prefixes) != 1 or len(set(letters)) != len(letters):
-        raise TokenizerMismatch(f"'Option A'..'Option E' must share one prefix token and differ in the letter")
+        raise TokenizerMismatch("'Option A'..'Option E' must share one prefix token and differ in the letter")
     return TokenIds(yes=single[YES], no=single[NO], letters=tuple(letters), option_prefix=prefixes.pop())

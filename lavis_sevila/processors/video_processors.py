@@ -57,11 +57,15 @@ class SevilaVideoEvalProcessor(BaseProcessor):
     @classmethod
     def from_config(cls, cfg=None):
         cfg = OmegaConf.create() if cfg is None else cfg
-        return cls(
-            image_size=cfg.get("image_size", 224),
-            mean=cfg.get("mean", None) or CLIP_MEAN,
-            std=cfg.get("std", None) or CLIP_STD,
-        )
+        return cls(**cls.config_kwargs(cfg))
+
+    @classmethod
+    def config_kwargs(cls, cfg) -> dict:
+        return {
+            "image_size": cfg.get("image_size", 224),
+            "mean": cfg.get("mean", None) or CLIP_MEAN,
+            "std": cfg.get("std", None) or CLIP_STD,
+        }
 
 
 class SevilaVideoTrainProcessor(SevilaVideoEvalProcessor):
@@ -98,15 +102,12 @@ class SevilaVideoTrainProcessor(SevilaVideoEvalProcessor):
         return self.normalize(self.crop(frames))
 
     @classmethod
-    def from_config(cls, cfg=None):
-        cfg = OmegaConf.create() if cfg is None else cfg
-        return cls(
-            image_size=cfg.get("image_size", 224),
-            mean=cfg.get("mean", None) or CLIP_MEAN,
-            std=cfg.get("std", None) or CLIP_STD,
-            min_scale=cfg.get("min_scale", 0.5),
-            max_scale=cfg.get("max_scale", 1.0),
-        )
+    def config_kwargs(cls, cfg) -> dict:
+        return {
+            **super().config_kwargs(cfg),
+            "min_scale": cfg.get("min_scale", 0.5),
+            "max_scale": cfg.get("max_scale", 1.0),
+        }
 
 
 registry.register_processor("sevila_video_eval")(SevilaVideoEvalProcessor)

@@ -48,7 +48,7 @@ def test_single_frame_layout_and_batch_padding(tiny_shared):
     q, d = model.config.qformer.num_query_token, model.llm.width
     visual = torch.randn(2, q, d)
     texts = ["Question: short?", "Question: a much longer question with many more words in it?"]
-    inputs = model.layout.single_frame(visual, texts)
+    inputs = model.layout.single_frame(visual, model.layout.tokenize(texts, visual.device))
     prefix = _ids(model, FRAME_PREFIX)
     short, long = (_ids(model, t, special=True) for t in texts)
     assert inputs.embeds.shape[1] == len(prefix) + q + len(long)

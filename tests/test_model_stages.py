@@ -108,7 +108,7 @@ def test_pseudo_labels_follow_the_rule_frame_by_frame():
     for v in range(2):
         for t in range(feats.shape[1]):
             visual = model.role_tokens("answerer", feats[v, t : t + 1])
-            inputs = model.layout.single_frame(visual, [samples["qa_input"][v]])
+            inputs = model.layout.single_frame(visual, model.layout.tokenize([samples["qa_input"][v]], visual.device))
             target = torch.tensor([tok(samples["qa_output"][v]).input_ids])
             logits = model.t5_model(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, labels=target).logits
             right = int(logits[0, 1, letters].argmax()) == samples["answer_idx"][v]

@@ -36,13 +36,16 @@ def group_of(key: str) -> str:
     return key.split(".", 1)[0]
 
 
-def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict inside ``path`` (``{"model": sd}``, ``{"module": sd}`` or a bare sd)."""
+def _load_weights_only(path: str | os.PathLike) -> Any:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling refusals come as several exception types
         raise CheckpointError(f"{path}: not a weights-only checkpoint ({error})") from error
-    return state_dict_of(payload, source=str(path))
+
+
+def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict inside ``path`` (``{"model": sd}``, ``{"module": sd}`` or a bare sd)."""
+    return state_dict_of(_load_weights_only(path), source=str(path))
 
 
 def state_dict_of(payload: Any, source: str) -> dict[str, torch.Tensor]:
@@ -190,10 +193,7 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Our training checkpoint, with its manifest checked against its tensors."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: not a weights-only checkpoint ({error})") from error
+    payload = _load_weights_only(path)
     if not isinstance(payload, dict) or "manifest" not in payload:
         raise CheckpointError(f"{path}: no manifest; not a lavis_sevila training checkpoint")
     state = state_dict_of(payload, source=str(path))

@@ -44,12 +44,3 @@ def copy_role(model: nn.Module, proj_name: str, source: str, target: str) -> lis
         raise RuntimeError(f"copied {len(copied)} tensors into the {target or 'answerer'} role, expected {expected}")
     return copied
 
-
-def copy_answerer_to_localizer(model: nn.Module, proj_name: str) -> list[str]:
-    """The paper's start: the localizer begins as a copy of the (BLIP-2) answerer."""
-    return copy_role(model, proj_name, source="", target="_loc")
-
-
-def copy_localizer_to_answerer(model: nn.Module, proj_name: str) -> list[str]:
-    """The tiny demo's start for stage 2: the answerer begins as the pre-trained localizer."""
-    return copy_role(model, proj_name, source="_loc", target="")

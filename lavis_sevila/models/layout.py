@@ -35,6 +35,13 @@ class Tokens:
     ids: torch.Tensor  # [B, T]
     mask: torch.Tensor  # [B, T]
 
+    def repeat(self, times: int) -> "Tokens":
+        """Each row ``times`` times in a row (one text for every frame of its video)."""
+        return Tokens(self.ids.repeat_interleave(times, dim=0), self.mask.repeat_interleave(times, dim=0))
+
+    def rows(self, start: int, stop: int) -> "Tokens":
+        return Tokens(self.ids[start:stop], self.mask[start:stop])
+
 
 class PromptLayout:
     def __init__(self, llm: LanguageModel, max_txt_len: int) -> None:
@@ -69,14 +76,16 @@ class PromptLayout:
         return Tokens(ids, tokens.mask)
 
     # -- layouts --------------------------------------------------------------------
-    def single_frame(self, visual: torch.Tensor, texts: Sequence[str]) -> LLMInputs:
-        """``visual`` [N, Q, D] with one text per row -> "Frame: " + visual + text."""
-        if visual.shape[0] != len(texts):
-            raise ValueError(f"{visual.shape[0]} frames but {len(texts)} texts")
-        device = visual.device
-        prefix = self.prefixes((FRAME_PREFIX,), device)
-        text = self.tokenize(texts, device)
+    def single_frame(self, visual: torch.Tensor, text: Tokens) -> LLMInputs:
+        """``visual`` [N, Q, D] with one tokenised text per row -> "Frame: " + visual + text.
+
+        Texts come tokenised so that a question is tokenised once, not once per frame
+        (``tokenize(texts).repeat(frames)``); padding is the same either way.
+        """
         n = visual.shape[0]
+        if text.ids.shape[0] != n:
+            raise ValueError(f"{n} frames but {text.ids.shape[0]} texts")
+        prefix = self.prefixes((FRAME_PREFIX,), visual.device)
         embeds = torch.cat(
             [self._embed(prefix.ids).expand(n, -1, -1), visual, self._embed(text.ids)], dim=1
         )

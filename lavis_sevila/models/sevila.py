@@ -29,7 +29,7 @@ from torch import nn
 from lavis_sevila.data import prompts
 from lavis_sevila.models import checkpoint as ckpt
 from lavis_sevila.models.config import SeViLAConfig
-from lavis_sevila.models.convert import copy_answerer_to_localizer, copy_localizer_to_answerer, role_groups
+from lavis_sevila.models.convert import copy_role, role_groups
 from lavis_sevila.models.keyframes import get_selector
 from lavis_sevila.models.layout import PromptLayout
 from lavis_sevila.models.llm import LLMInputs, build_language_model
@@ -63,11 +63,6 @@ class FrameLogits:
 
     yes: torch.Tensor
     no: torch.Tensor
-
-    @property
-    def is_yes(self) -> torch.Tensor:
-        """A frame is predicted "yes" when yes > no (ties -> "no"), as the authors' QVH eval."""
-        return self.yes > self.no
 
 
 @dataclass
@@ -143,16 +138,11 @@ class SeViLA(BaseModel):
         if config.pretrained:
             self.load_checkpoint(config.pretrained)
         if config.localizer_init == "answerer":
-            copy_answerer_to_localizer(self, self.proj_name)
-            for group in role_groups("", self.proj_name):
-                if group in self.weight_sources:
-                    self.weight_sources[group + "_loc"] = f"copy of {group}"
+            self.init_role_from(ANSWERER, LOCALIZER)
         for source in config.finetuned:
             self.load_checkpoint(source)
         if config.answerer_init == "localizer":
-            copy_localizer_to_answerer(self, self.proj_name)
-            for group in role_groups("_loc", self.proj_name):
-                self.weight_sources[group.removesuffix("_loc")] = f"copy of {group}"
+            self.init_role_from(LOCALIZER, ANSWERER)
         unloaded = sorted({ckpt.group_of(k) for k in self.state_dict()} - set(self.weight_sources))
         if unloaded and not config.allow_random_init:
             raise ckpt.CheckpointError(
@@ -161,6 +151,16 @@ class SeViLA(BaseModel):
             )
         if unloaded:
             logger.info("random initialisation kept for: %s", ", ".join(unloaded))
+
+    def init_role_from(self, source: str, target: str) -> None:
+        """Start one role as a copy of the other (the paper: localizer = BLIP-2's answerer)."""
+        copied = role_groups(ROLE_SUFFIX[source], self.proj_name)
+        copy_role(self, self.proj_name, ROLE_SUFFIX[source], ROLE_SUFFIX[target])
+        for group, twin in zip(copied, role_groups(ROLE_SUFFIX[target], self.proj_name)):
+            if group in self.weight_sources:
+                self.weight_sources[twin] = f"copy of {group}"
+            else:
+                self.weight_sources.pop(twin, None)
 
     def load_checkpoint(self, url_or_filename: str) -> ckpt.LoadReport:
         """Load a BLIP-2 or SeViLA checkpoint (weights-only, checked; see checkpoint.py)."""
@@ -235,26 +235,28 @@ class SeViLA(BaseModel):
     def letter_ids(self, num_options: int | None = None) -> list[int]:
         return list(self.token_ids.letters[: num_options or self.config.answer_num])
 
-    def _repeat_per_frame(self, texts: Sequence[str], frames: int) -> list[str]:
-        return [text for text in texts for _ in range(frames)]
-
     def _single_frame_inputs(self, role: str, feats: torch.Tensor, texts: Sequence[str]) -> LLMInputs:
         """Image layout for every frame of [B, T, P, D] features: B*T rows, text repeated."""
-        b, t = feats.shape[:2]
-        visual = self.role_tokens(role, feats.reshape(b * t, *feats.shape[2:]))
-        return self.layout.single_frame(visual, self._repeat_per_frame(texts, t))
+        t = feats.shape[1]
+        visual = self.role_tokens(role, feats.flatten(0, 1))
+        return self.layout.single_frame(visual, self.layout.tokenize(texts, feats.device).repeat(t))
+
+    def _video_inputs(self, feats: torch.Tensor, qa_texts: Sequence[str]) -> LLMInputs:
+        """Answerer video layout on k frames [B, k, P, D]."""
+        visual = self.role_tokens(ANSWERER, feats.flatten(0, 1))
+        return self.layout.video(visual.reshape(*feats.shape[:2], *visual.shape[1:]), qa_texts)
 
     # -- localizer ---------------------------------------------------------------------
     def frame_logits(self, feats: torch.Tensor, loc_texts: Sequence[str]) -> FrameLogits:
         """Localizer "yes"/"no" logits at the first decoder step for every frame."""
         b, t = feats.shape[:2]
-        rows = self._repeat_per_frame(loc_texts, t)
-        flat = feats.reshape(b * t, *feats.shape[2:])
+        text = self.layout.tokenize(loc_texts, feats.device).repeat(t)
+        flat = feats.flatten(0, 1)
         chunk = self.config.localizer_chunk_size or b * t
         yes, no = [], []
         for start in range(0, b * t, chunk):
             visual = self.role_tokens(LOCALIZER, flat[start : start + chunk])
-            inputs = self.layout.single_frame(visual, rows[start : start + chunk])
+            inputs = self.layout.single_frame(visual, text.rows(start, start + chunk))
             (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
             yes.append(logits[:, self.token_ids.yes])
             no.append(logits[:, self.token_ids.no])
@@ -263,9 +265,9 @@ class SeViLA(BaseModel):
     def localizer_loss(self, feats: torch.Tensor, loc_texts: Sequence[str], labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forced loss of "yes"/"no" per frame; ``labels`` [B, T] bool."""
         inputs = self._single_frame_inputs(LOCALIZER, feats, loc_texts)
-        words = [prompts.YES if flag else prompts.NO for flag in labels.reshape(-1).tolist()]
-        target = self.layout.targets(words, feats.device)
-        return self.llm.teacher_forced(inputs, target.ids, target.mask).loss
+        words = self.layout.targets([prompts.NO, prompts.YES], feats.device)  # row 0 "no", row 1 "yes"
+        pick = labels.reshape(-1).long()
+        return self.llm.teacher_forced(inputs, words.ids[pick], words.mask[pick]).loss
 
     # -- answerer ----------------------------------------------------------------------
     def answer_logits(self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None) -> torch.Tensor:
@@ -275,10 +277,7 @@ class SeViLA(BaseModel):
         ``generate(...).scores[1]`` (a sample that emits EOS at step 1 is still read at
         step 2, conditioned on that EOS).
         """
-        b, k = feats.shape[:2]
-        visual = self.role_tokens(ANSWERER, feats.reshape(b * k, *feats.shape[2:]))
-        inputs = self.layout.video(visual.reshape(b, k, *visual.shape[1:]), qa_texts)
-        _, step2 = self.llm.greedy_step_logits(inputs, steps=2)
+        _, step2 = self.llm.greedy_step_logits(self._video_inputs(feats, qa_texts), steps=2)
         return step2[:, self.letter_ids(num_options)]
 
     def answer_logits_per_frame(
@@ -292,11 +291,8 @@ class SeViLA(BaseModel):
 
     def answerer_loss(self, feats: torch.Tensor, qa_texts: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
         """Teacher-forced loss of "Option X" from k frames [B, k, P, D] (video layout)."""
-        b, k = feats.shape[:2]
-        visual = self.role_tokens(ANSWERER, feats.reshape(b * k, *feats.shape[2:]))
-        inputs = self.layout.video(visual.reshape(b, k, *visual.shape[1:]), qa_texts)
         target = self.layout.targets(targets, feats.device)
-        return self.llm.teacher_forced(inputs, target.ids, target.mask).loss
+        return self.llm.teacher_forced(self._video_inputs(feats, qa_texts), target.ids, target.mask).loss
 
     # -- chains ------------------------------------------------------------------------
     @staticmethod
@@ -318,8 +314,7 @@ class SeViLA(BaseModel):
         """
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
-        target_texts = self._repeat_per_frame(targets, t)
-        target = self.layout.targets(target_texts, feats.device)
+        target = self.layout.targets(targets, feats.device).repeat(t)
         logits = self.llm.teacher_forced(inputs, target.ids, target.mask).logits
         predicted = logits[:, 1, self.letter_ids()].argmax(dim=-1).reshape(b, t)
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
@@ -355,14 +350,14 @@ class SeViLA(BaseModel):
 
     def _loss_finetune_answerer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
         feats = self.encode_frames(samples["video"])
-        with self.frozen_role(LOCALIZER):
+        with self.frozen_role(self.stage.frozen_role):
             chosen, _ = self.keyframes(feats, samples["loc_input"])
         loss = self.answerer_loss(self.gather_frames(feats, chosen), samples["qa_input"], samples["qa_output"])
         return {"loss": loss}
 
     def _loss_refine_localizer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
         feats = self.encode_frames(samples["video"])
-        with self.frozen_role(ANSWERER):
+        with self.frozen_role(self.stage.frozen_role):
             labels = self.pseudo_labels(feats, samples["qa_input"], samples["qa_output"])
         loss = self.localizer_loss(feats, samples["loc_input"], labels)
         return {"loss": loss, "pseudo_yes_rate": labels.float().mean()}

@@ -31,9 +31,6 @@ class LLMInputs:
     def __len__(self) -> int:
         return self.embeds.shape[0]
 
-    def rows(self, start: int, stop: int) -> "LLMInputs":
-        return LLMInputs(self.embeds[start:stop], self.mask[start:stop])
-
 
 @dataclass
 class TeacherForced:

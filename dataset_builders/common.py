@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from pydantic import ValidationError
-
 from lavis_sevila.data.schema import (
     SCHEMA_VERSION,
     Annotation,
     Problem,
     duplicate_qid_problems,
-    validation_problems,
+    jsonl_values,
+    parse_record,
+    reject_json_constant,
     write_annotations,
 )
 
@@ -58,31 +58,16 @@ class SourceRecord:
 # ---------------------------------------------------------------- readers
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def read_jsonl(path: Path) -> list[SourceRecord]:
     """One record per line (VALUE / QVHighlights / VLEP releases)."""
-    sources = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            location = f"{path}:{number}"
-            if not line.strip():
-                sources.append(SourceRecord(location, problem=Problem(location, "<line>", "empty line")))
-                continue
-            try:
-                sources.append(SourceRecord(location, json.loads(line, parse_constant=_reject_constant)))
-            except ValueError as error:
-                sources.append(SourceRecord(location, problem=Problem(location, "<json>", str(error))))
-    return sources
+    return [SourceRecord(location, data, problem) for location, data, problem in jsonl_values(path)]
 
 
 def read_json_list(path: Path) -> list[SourceRecord]:
     """A JSON array of records (STAR); locations are list indices."""
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle, parse_constant=_reject_constant)
+            data = json.load(handle, parse_constant=reject_json_constant)
     except ValueError as error:
         raise InputError(f"{path}: not valid JSON: {error}") from None
     if not isinstance(data, list):
@@ -201,8 +186,12 @@ class Conversion:
 
     records: list[Annotation] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    bad_locations: list[str] = field(default_factory=list)
     total: int = 0
+
+    @property
+    def bad_locations(self) -> list[str]:
+        """The rejected records, in order (every problem names the record it rejects)."""
+        return list(dict.fromkeys(problem.location for problem in self.problems))
 
 
 def convert_sources(
@@ -214,31 +203,27 @@ def convert_sources(
     result = Conversion(total=len(sources))
     good: list[tuple[str, Annotation]] = []
 
-    def reject(location: str, problems: list[Problem]) -> None:
-        result.problems.extend(problems)
-        if location not in result.bad_locations:
-            result.bad_locations.append(location)
-
     for source in sources:
         if source.problem is not None:
-            reject(source.location, [source.problem])
+            result.problems.append(source.problem)
             continue
         if not isinstance(source.data, dict):
-            reject(source.location, [Problem(source.location, "<record>", f"expected a JSON object, got {type(source.data).__name__}")])
+            result.problems.append(
+                Problem(source.location, "<record>", f"expected a JSON object, got {type(source.data).__name__}")
+            )
             continue
         try:
             fields = convert_one(source.data)
         except FieldError as error:
-            reject(source.location, [Problem(source.location, error.field, error.message)])
+            result.problems.append(Problem(source.location, error.field, error.message))
             continue
-        try:
-            good.append((source.location, Annotation.model_validate(fields)))
-        except ValidationError as error:
-            problems = validation_problems(error, source.location)
-            reject(source.location, [_name_source_field(problem, source_fields) for problem in problems])
+        annotation, problems = parse_record(fields, source.location)
+        if annotation is None:
+            result.problems.extend(_name_source_field(problem, source_fields) for problem in problems)
+        else:
+            good.append((source.location, annotation))
     duplicates = duplicate_qid_problems(good)
-    for problem in duplicates:
-        reject(problem.location, [_name_source_field(problem, source_fields)])
+    result.problems.extend(_name_source_field(problem, source_fields) for problem in duplicates)
     duplicated = {problem.location for problem in duplicates}
     result.records = [annotation for location, annotation in good if location not in duplicated]
     return result

@@ -54,8 +54,6 @@ class BuildOptions:
     n_frms: int = 32
     image_size: int = 224
     quality: int = 90
-    fps: Optional[float] = None  # frame folders only
-    backend: str = "auto"
 
 
 def plan_clips(records: Sequence[Annotation], source: FrameSource, n_frms: int, image_size: int) -> list[ClipTask]:
@@ -69,30 +67,32 @@ def plan_clips(records: Sequence[Annotation], source: FrameSource, n_frms: int, 
     return [ClipTask(key, e["video"], e["window"], e["path"], tuple(e["qids"])) for key, e in order.items()]
 
 
-def decode_task(task: ClipTask, options: BuildOptions) -> tuple[ClipTask, Optional[dict[str, Any]], str]:
+def decode_task(task: ClipTask, options: BuildOptions, source: FrameSource) -> tuple[ClipTask, Optional[dict[str, Any]], str]:
     """(task, shard sample or None, reason when None).  Runs in a worker process."""
     try:
         clip = read_clip(task.path, options.n_frms, mode="uniform", window=task.window, image_size=options.image_size,
-                         backend=options.backend, fps=options.fps)
+                         backend=source.backend, fps=source.fps)
     except (VideoReadError, EmptyWindowError) as error:
         return task, None, str(error)
     return task, encode_clip(clip, key=task.key, video=task.video, window=task.window, quality=options.quality), ""
 
 
-def _decode_star(args: tuple[ClipTask, BuildOptions]):
+def _decode_star(args: tuple[ClipTask, BuildOptions, FrameSource]):
     return decode_task(*args)
 
 
-def decoded(tasks: Sequence[ClipTask], options: BuildOptions, workers: int) -> Iterator[tuple[ClipTask, Optional[dict], str]]:
+def decoded(
+    tasks: Sequence[ClipTask], options: BuildOptions, source: FrameSource, workers: int
+) -> Iterator[tuple[ClipTask, Optional[dict], str]]:
     """Decode in ``workers`` processes, yielding results in task order (deterministic shards)."""
     if workers <= 1:
         for task in tasks:
-            yield decode_task(task, options)
+            yield decode_task(task, options, source)
         return
     # one torch thread per worker: a forked child whose parent already ran OpenMP-parallel torch
     # code hangs in its first parallel region otherwise (torch's DataLoader does the same)
     with multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        yield from pool.imap(_decode_star, [(task, options) for task in tasks], chunksize=1)
+        yield from pool.imap(_decode_star, [(task, options, source) for task in tasks], chunksize=1)
 
 
 def clear_output(output: Path, overwrite: bool) -> None:
@@ -138,7 +138,7 @@ def build_shards(
     began = time.perf_counter()
     writer = wds.ShardWriter(str(output / SHARD_PATTERN), maxcount=maxcount, verbose=0)
     try:
-        for done, (task, sample, reason) in enumerate(decoded(tasks, options, workers), start=1):
+        for done, (task, sample, reason) in enumerate(decoded(tasks, options, source, workers), start=1):
             if sample is None:
                 failed.append({"key": task.key, "video": task.video, "window": task.window, "path": task.path,
                                "reason": reason, "questions": list(task.qids)})
@@ -164,7 +164,7 @@ def build_shards(
         clips=clips,
         failed=failed,
         sources={"annotations": [str(p) for p in annotation_paths], "videos": str(source.root),
-                 "pattern": source.pattern, "fps": source.fps, "backend": options.backend},
+                 "pattern": source.pattern, "fps": source.fps, "backend": source.backend},
     )
     index.save()
     log(f"wrote {len(clips)} clips in {len(counts)} shards to {output} in {time.perf_counter() - began:.1f} s")
@@ -192,8 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace shards already in --output")
     args = parser.parse_args(argv)
     source = FrameSource(root=args.videos, pattern=args.pattern, fps=args.fps, backend=args.backend)
-    options = BuildOptions(n_frms=args.n_frms, image_size=args.image_size, quality=args.quality, fps=args.fps,
-                           backend=args.backend)
+    options = BuildOptions(n_frms=args.n_frms, image_size=args.image_size, quality=args.quality)
     index = build_shards(args.annotations, source, args.output, options, maxcount=args.maxcount,
                          min_shards=args.min_shards, workers=args.workers, overwrite=args.overwrite)
     if not index.clips:

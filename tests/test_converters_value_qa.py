@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 from dataset_builders import how2qa, tvqa
-from dataset_builders.value_qa import content_qid
 from lavis_sevila.data.schema import read_annotations
 
 FIXTURE = Path(__file__).parent / "fixtures" / "how2qa_val_sample.jsonl"
@@ -40,8 +39,8 @@ def test_how2qa_without_release_ids_gets_content_ids_not_line_numbers(tmp_path):
     _, out_b = convert(how2qa.CLI, tmp_path, backward)
     ids_backward = {r.video + r.question: r.qid for r in read_annotations(out_b)}
     assert ids_forward == ids_backward
-    assert ids_forward["aB3dE5fG7hI_60_120Why does the man use the rolling pin?"] == (
-        "HOW2QA_" + content_qid("aB3dE5fG7hI_60_120", "Why does the man use the rolling pin?", "12.4-27.9"))
+    # pinned: sha1("video\nquestion\nts")[:16], worked out by hand; a changed hash breaks every saved id
+    assert ids_forward["aB3dE5fG7hI_60_120Why does the man use the rolling pin?"] == "HOW2QA_2e463dfe3e769fbb"
 
 
 def test_how2qa_broken_lines(tmp_path, capsys):

@@ -5,7 +5,8 @@ datasets, shards and metrics read a single format, and a bad record is found onc
 conversion time, with its file, line and field, instead of as a crash or a silently wrong
 sample in the middle of a training run.
 
-Pure module: no torch, no lavis (converters and validators run without them).
+This module imports neither torch nor lavis itself; importing it through the
+``lavis_sevila`` package still loads LAVIS (the package registers on import).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional
+from typing import Any, Iterable, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -294,31 +295,39 @@ def duplicate_qid_problems(records: Iterable[tuple[str, Annotation]]) -> list[Pr
     return problems
 
 
-def check_annotations(path: str | os.PathLike) -> tuple[list[Annotation], list[Problem]]:
-    """Read a jsonl file and return its valid records and every problem found."""
+def jsonl_values(path: str | os.PathLike) -> Iterator[tuple[str, Any, Optional[Problem]]]:
+    """(location, decoded value, problem) per line: an empty line or bad JSON is a problem."""
     path = Path(path)
-    records: list[tuple[str, Annotation]] = []
-    problems: list[Problem] = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             location = f"{path}:{number}"
             if not line.strip():
-                problems.append(Problem(location, "<line>", "empty line"))
+                yield location, None, Problem(location, "<line>", "empty line")
                 continue
             try:
-                data = json.loads(line, parse_constant=_reject_constant)
+                yield location, json.loads(line, parse_constant=reject_json_constant), None
             except ValueError as error:
-                problems.append(Problem(location, "<json>", str(error)))
-                continue
-            record, found = parse_record(data, location)
-            problems.extend(found)
-            if record is not None:
-                records.append((location, record))
+                yield location, None, Problem(location, "<json>", str(error))
+
+
+def check_annotations(path: str | os.PathLike) -> tuple[list[Annotation], list[Problem]]:
+    """Read a jsonl file and return its valid records and every problem found."""
+    records: list[tuple[str, Annotation]] = []
+    problems: list[Problem] = []
+    for location, data, problem in jsonl_values(path):
+        if problem is not None:
+            problems.append(problem)
+            continue
+        record, found = parse_record(data, location)
+        problems.extend(found)
+        if record is not None:
+            records.append((location, record))
     problems.extend(duplicate_qid_problems(records))
     return [record for _, record in records], problems
 
 
-def _reject_constant(name: str) -> float:
+def reject_json_constant(name: str) -> float:
+    """``parse_constant`` hook: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not valid JSON")
 
 

@@ -1,4 +1,5 @@
-"""Evaluation metrics of SeViLA's tasks, as pure functions (numpy only; no torch, no LAVIS).
+"""Evaluation metrics of SeViLA's tasks, as pure functions: these modules import numpy only
+(importing them through the ``lavis_sevila`` package still loads LAVIS, which registers).
 
 Kept apart from the LAVIS task classes so they can be checked against the official
 evaluation scripts on saved predictions, without a model.  Definitions: docs/metrics.md.

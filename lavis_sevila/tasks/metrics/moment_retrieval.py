@@ -15,9 +15,11 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from lavis_sevila.tasks.metrics.videoqa import few_ids
 
 logger = logging.getLogger(__name__)
 
@@ -181,21 +183,15 @@ def _by_qid(records: Sequence[Record], what: str) -> dict[Any, Record]:
     return out
 
 
-def _few(ids: Iterable[Any], n: int = 10) -> str:
-    ids = sorted(ids, key=str)
-    more = f" ... (+{len(ids) - n} more)" if len(ids) > n else ""
-    return ", ".join(map(repr, ids[:n])) + more
-
-
 def _check_same_qids(pred: Mapping[Any, Record], gt: Mapping[Any, Record]) -> None:
     missing = set(gt) - set(pred)
     unknown = set(pred) - set(gt)
     if missing or unknown:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} ground-truth qids have no prediction: {_few(missing)}")
+            parts.append(f"{len(missing)} ground-truth qids have no prediction: {few_ids(missing)}")
         if unknown:
-            parts.append(f"{len(unknown)} predicted qids are not in the ground truth: {_few(unknown)}")
+            parts.append(f"{len(unknown)} predicted qids are not in the ground truth: {few_ids(unknown)}")
         raise ValueError("; ".join(parts))
 
 
@@ -203,7 +199,7 @@ def _all_or_none(records: Mapping[Any, Record], key: str) -> bool:
     having = [q for q, r in records.items() if key in r]
     if having and len(having) != len(records):
         lacking = [q for q, r in records.items() if key not in r]
-        raise ValueError(f"'{key}' is given for some queries but not for {len(lacking)}: {_few(lacking)}")
+        raise ValueError(f"'{key}' is given for some queries but not for {len(lacking)}: {few_ids(lacking)}")
     return bool(having)
 
 

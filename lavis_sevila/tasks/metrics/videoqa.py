@@ -30,7 +30,8 @@ STAR_CATEGORIES = ("Interaction", "Sequence", "Prediction", "Feasibility")
 Record = Mapping[str, Any]
 
 
-def _few(ids: Iterable[Any], n: int = 10) -> str:
+def few_ids(ids: Iterable[Any], n: int = 10) -> str:
+    """Up to n ids for an error message, sorted, with how many more there are."""
     ids = sorted(ids, key=str)
     more = f" ... (+{len(ids) - n} more)" if len(ids) > n else ""
     return ", ".join(map(repr, ids[:n])) + more
@@ -215,13 +216,13 @@ def check_complete(records: Sequence[Record], expected_ids: Iterable[Any]) -> No
         ids.append(rec["question_id"])
     repeated = [q for q, n in Counter(ids).items() if n > 1]
     if repeated:
-        raise ValueError(f"records repeat question ids (run dedupe() first): {_few(repeated)}")
+        raise ValueError(f"records repeat question ids (run dedupe() first): {few_ids(repeated)}")
     missing = expected_set - set(ids)
     extra = set(ids) - expected_set
     problems = []
     if missing:
-        problems.append(f"{len(missing)} expected questions have no record: {_few(missing)}")
+        problems.append(f"{len(missing)} expected questions have no record: {few_ids(missing)}")
     if extra:
-        problems.append(f"{len(extra)} records are for unknown questions: {_few(extra)}")
+        problems.append(f"{len(extra)} records are for unknown questions: {few_ids(extra)}")
     if problems:
         raise ValueError("; ".join(problems))

@@ -31,7 +31,7 @@ import torch
 import webdataset as wds
 
 from lavis_sevila.data.schema import Annotation, read_annotations
-from lavis_sevila.data.shards import INDEX_NAME, ShardIndex, clip_key, encode_clip, record_window
+from lavis_sevila.data.shards import INDEX_NAME, ShardIndex, clip_key, encode_clip
 from lavis_sevila.datasets.video_dataset import FrameSource
 from lavis_sevila.video import EmptyWindowError, VideoReadError, read_clip
 
@@ -60,7 +60,7 @@ def plan_clips(records: Sequence[Annotation], source: FrameSource, n_frms: int, 
     """The distinct clips of ``records``, in order of first use."""
     order: dict[str, dict[str, Any]] = {}
     for record in records:
-        window = record_window(record)
+        window = record.window
         key = clip_key(record.video, window, n_frms, image_size)
         entry = order.setdefault(key, {"video": record.video, "window": window, "path": str(source.path(record)), "qids": []})
         entry["qids"].append(record.qid)

@@ -11,7 +11,7 @@ from lavis_sevila.data import prompts
 from lavis_sevila.data.samples import SkipCounter, Skipped, TooManySkipped, collate, frame_labels
 from lavis_sevila.data.schema import Annotation, AnnotationError, write_annotations
 from lavis_sevila.datasets import FrameSource, SevilaVideoDataset, UnreadableSampleError
-from lavis_sevila.datasets.video_dataset import load_records
+from lavis_sevila.data.schema import load_records
 from lavis_sevila.video.writer import level_index, numbered_frames, write_video
 
 SIZE = 32

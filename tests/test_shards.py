@@ -5,7 +5,6 @@ from collections import Counter
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from dataset_builders import shards as builder
@@ -16,7 +15,6 @@ from lavis_sevila.data.shards import (
     ShardDataset,
     ShardIndex,
     ShardIndexError,
-    build_streaming_dataset,
     clip_key,
 )
 from lavis_sevila.datasets.video_dataset import FrameSource
@@ -196,15 +194,3 @@ def test_builder_refuses_to_mix_with_old_shards(data, tmp_path):
         builder.main(args)
     builder.main(args + ["--overwrite", "--maxcount", "5"])
     assert len(ShardIndex.load(out).shards) == 3
-
-
-def test_build_streaming_dataset_from_a_builder_config(data):
-    config = OmegaConf.create({
-        "annotations": {"val": {"storage": str(data["annotations"])}},
-        "n_frms": {"train": N, "eval": N},
-        "image_size": SIZE,
-        "on_unreadable": "unanswered",
-    })
-    dataset = build_streaming_dataset(data["index"].root, SevilaVideoEvalProcessor(image_size=SIZE), False, config, split="val")
-    assert len(dataset) == len(data["records"])
-    assert isinstance(dataset, ShardDataset)

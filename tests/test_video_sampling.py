@@ -5,17 +5,19 @@ import pytest
 from lavis_sevila.video import EmptyWindowError, frame_indices
 
 
-def authors_rule(lo: int, hi: int, n: int) -> list[int]:
-    """The rule written out as in the spec, for comparison."""
-    edges = np.linspace(lo, hi, n + 1).astype(int)
-    return [(a + b) // 2 for a, b in zip(edges[:-1], edges[1:])]
-
-
-@pytest.mark.parametrize("num_frames,n", [(32, 4), (32, 32), (300, 32), (101, 7), (1000, 64)])
-def test_uniform_takes_interval_midpoints(num_frames, n):
+@pytest.mark.parametrize(
+    "num_frames,n,expected",
+    [
+        # 101/7: edges 0, 14, 28, 43, 57, 72, 86, 101 (linspace truncated) -> midpoints
+        (101, 7, [7, 21, 35, 50, 64, 79, 93]),
+        (32, 32, list(range(32))),  # one frame per interval: the frame itself
+        (10, 2, [2, 7]),  # edges 0, 5, 10
+    ],
+)
+def test_uniform_takes_interval_midpoints(num_frames, n, expected):
     indices = frame_indices(num_frames, 30.0, n)
     assert indices.dtype == np.int64 and indices.shape == (n,)
-    assert indices.tolist() == authors_rule(0, num_frames, n)
+    assert indices.tolist() == expected
 
 
 def test_uniform_32_frames_4_keyframes():
@@ -24,10 +26,10 @@ def test_uniform_32_frames_4_keyframes():
 
 def test_window_maps_seconds_with_truncation_and_clamps():
     # [1.26 s, 2.99 s] at 10 fps -> frames int(12.6)=12 .. int(29.9)=29
-    assert frame_indices(100, 10.0, 4, window=(1.26, 2.99)).tolist() == authors_rule(12, 29, 4)
+    assert frame_indices(100, 10.0, 4, window=(1.26, 2.99)).tolist() == [14, 18, 22, 26]  # frames 12..29: edges 12, 16, 20, 24, 29
     # an end past the video is clamped to the frame count; a negative start to 0
-    assert frame_indices(50, 10.0, 4, window=(3.0, 99.0)).tolist() == authors_rule(30, 50, 4)
-    assert frame_indices(50, 10.0, 4, window=(-2.0, 1.0)).tolist() == authors_rule(0, 10, 4)
+    assert frame_indices(50, 10.0, 4, window=(3.0, 99.0)).tolist() == [32, 37, 42, 47]  # clamped to frames 30..50
+    assert frame_indices(50, 10.0, 4, window=(-2.0, 1.0)).tolist() == [1, 3, 6, 8]  # clamped to frames 0..10: edges 0, 2, 5, 7, 10
 
 
 def test_video_shorter_than_n_repeats_indices():

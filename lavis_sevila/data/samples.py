@@ -82,9 +82,7 @@ def _text_fields(record: Annotation) -> dict[str, Any]:
 
 def make_sample(record: Annotation, clip: Clip, vis_processor: Callable[[torch.Tensor], torch.Tensor]) -> dict:
     """The model's input for one question: processed frames, their times and labels, prompts."""
-    frames = clip.frames
-    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
-        raise ValueError(f"{record.qid}: expected uint8 frames [n, 3, H, W], got {frames.dtype} {tuple(frames.shape)}")
+    frames = clip.frames  # uint8 [n, 3, H, W]: Clip checks it
     video = vis_processor(frames)
     if not isinstance(video, torch.Tensor) or not video.is_floating_point() or video.shape[:2] != frames.shape[:2]:
         got = f"{video.dtype} {tuple(video.shape)}" if isinstance(video, torch.Tensor) else type(video).__name__
@@ -101,6 +99,22 @@ def make_sample(record: Annotation, clip: Clip, vis_processor: Callable[[torch.T
         "video_ok": True,
         "video_error": "",
     }
+
+
+ON_UNREADABLE = ("fail", "unanswered")
+
+
+def check_unreadable_policy(on_unreadable: str) -> None:
+    if on_unreadable not in ON_UNREADABLE:
+        raise ValueError(f"on_unreadable must be one of {ON_UNREADABLE}, got {on_unreadable!r}")
+
+
+def unreadable_sample(record: Annotation, training: bool, num_frames: int, image_size: int, reason: str) -> dict | Skipped:
+    """What stands for a question whose frames cannot be read: skipped in training,
+    kept as unanswered in evaluation (callers raise instead when the policy is "fail")."""
+    if training:
+        return Skipped(qid=record.qid, video=record.video, reason=reason)
+    return unanswered_sample(record, num_frames, image_size, reason)
 
 
 def unanswered_sample(record: Annotation, num_frames: int, image_size: int, reason: str) -> dict:

@@ -240,6 +240,11 @@ class Annotation(BaseModel):
         data = self.model_dump(mode="json")
         return json.dumps({name: data[name] for name in FIELD_ORDER}, ensure_ascii=False, allow_nan=False)
 
+    @property
+    def window(self) -> Optional[tuple[float, float]]:
+        """The clip window in seconds, or None for the whole video."""
+        return None if self.start is None else (float(self.start), float(self.end))
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -329,6 +334,17 @@ def check_annotations(path: str | os.PathLike) -> tuple[list[Annotation], list[P
 def reject_json_constant(name: str) -> float:
     """``parse_constant`` hook: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> list[Annotation]:
+    """The records of one split, possibly from several files; qids must stay unique across them."""
+    located: list[tuple[str, Annotation]] = []
+    for path in paths:
+        located.extend((f"{path} (record {i + 1})", record) for i, record in enumerate(read_annotations(path)))
+    problems = duplicate_qid_problems(located)
+    if problems:
+        raise AnnotationError(problems)
+    return [record for _, record in located]
 
 
 def read_annotations(path: str | os.PathLike) -> list[Annotation]:

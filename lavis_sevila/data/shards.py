@@ -40,7 +40,7 @@ import torch
 import torchvision.io
 import webdataset as wds
 
-from lavis_sevila.data.samples import Skipped, collate, make_sample, unanswered_sample
+from lavis_sevila.data.samples import Skipped, check_unreadable_policy, collate, make_sample, unreadable_sample
 from lavis_sevila.data.schema import Annotation
 from lavis_sevila.video.clip import Clip
 
@@ -48,15 +48,10 @@ FORMAT = "lavis_sevila.shards"
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 SAMPLING_MODE = "uniform"
-ON_UNREADABLE = ("fail", "unanswered")
 
 
 class ShardIndexError(ValueError):
     """The shards cannot serve this request (wrong format or sampling, missing clips)."""
-
-
-def record_window(record: Annotation) -> Optional[tuple[float, float]]:
-    return None if record.start is None else (float(record.start), float(record.end))
 
 
 def clip_key(video: str, window: Optional[Sequence[float]], n_frms: int, image_size: int, mode: str = SAMPLING_MODE) -> str:
@@ -235,8 +230,7 @@ class ShardDataset(wds.DataPipeline):
         world_size: Optional[int] = None,
     ):
         super().__init__()
-        if on_unreadable not in ON_UNREADABLE:
-            raise ValueError(f"on_unreadable must be one of {ON_UNREADABLE}, got {on_unreadable!r}")
+        check_unreadable_policy(on_unreadable)
         if not records:
             raise ValueError("no annotation records: an empty split is a configuration error")
         self.index = index if isinstance(index, ShardIndex) else ShardIndex.load(index)
@@ -255,7 +249,7 @@ class ShardDataset(wds.DataPipeline):
         self.missing: list[tuple[Annotation, str]] = []
         reasons = self.index.failure_reasons()
         for record in self.annotation:
-            key = clip_key(record.video, record_window(record), n_frms, image_size)
+            key = clip_key(record.video, record.window, n_frms, image_size)
             if key in self.index.clips:
                 self.by_key.setdefault(key, []).append(record)
             else:
@@ -314,10 +308,7 @@ class ShardDataset(wds.DataPipeline):
 
     def _missing_samples(self) -> Iterator[dict | Skipped]:
         for record, reason in self.missing:
-            if self.training:
-                yield Skipped(qid=record.qid, video=record.video, reason=reason)
-            else:
-                yield unanswered_sample(record, self.n_frms, self.image_size, reason)
+            yield unreadable_sample(record, self.training, self.n_frms, self.image_size, reason)
 
     def _samples(self, shard_samples: Iterable[dict[str, Any]]) -> Iterator[dict | Skipped]:
         if self._first_partition():
@@ -347,23 +338,3 @@ class ShardDataset(wds.DataPipeline):
     def collater(self, samples: Sequence[dict | Skipped]) -> dict:
         return collate(samples)
 
-
-def build_streaming_dataset(index: str | os.PathLike, vis_processor: Callable, training: bool, config: Any, split: str) -> ShardDataset:
-    """The LAVIS builders' entry point: a ShardDataset for ``split`` from a ``build_info`` config.
-
-    Reads the split's annotation files (``annotations.<split>.storage``), ``n_frms``,
-    ``image_size`` and ``on_unreadable`` from ``config``.
-    """
-    from lavis_sevila.datasets.video_dataset import load_records
-
-    storage = config.annotations[split].storage
-    paths = [storage] if isinstance(storage, (str, os.PathLike)) else list(storage)
-    return ShardDataset(
-        index,
-        load_records([Path(p) for p in paths]),
-        vis_processor,
-        training=training,
-        n_frms=int(config.n_frms["train" if training else "eval"]),
-        image_size=int(config.image_size),
-        on_unreadable=str(config.get("on_unreadable", "fail")),
-    )

@@ -16,7 +16,8 @@ from lavis.common.registry import registry
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lavis_sevila.datasets.video_dataset import FrameSource, SevilaVideoDataset, load_records
+from lavis_sevila.data.schema import load_records
+from lavis_sevila.datasets.video_dataset import FrameSource, SevilaVideoDataset
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent  # lavis_sevila/, where configs/ lives
 SPLITS = ("train", "val", "test")
@@ -36,7 +37,6 @@ class SevilaDatasetBuilder(BaseDatasetBuilder):
                                    WebDataset shards instead of decoding videos
     """
 
-    train_dataset_cls = eval_dataset_cls = SevilaVideoDataset
     DATASET_CONFIG_DICT: dict[str, str] = {}
 
     @classmethod
@@ -77,19 +77,19 @@ class SevilaDatasetBuilder(BaseDatasetBuilder):
             missing = [str(path) for path in paths if not path.is_file()]
             if missing:
                 raise FileNotFoundError(f"{self._name()} {split} annotations not found: {', '.join(missing)}")
-            if shards.get(split):
-                datasets[split] = self._build_streaming(split, shards[split], vis_processor, training)
-                continue
             records = load_records(paths)
-            datasets[split] = SevilaVideoDataset(
-                records,
-                self._frame_source(info.videos),
-                vis_processor,
-                n_frms=int(info.n_frms["train" if training else "eval"]),
+            common = dict(
                 training=training,
+                n_frms=int(info.n_frms["train" if training else "eval"]),
                 image_size=int(info.image_size),
                 on_unreadable=str(info.get("on_unreadable", "fail")),
             )
+            if shards.get(split):
+                from lavis_sevila.data.shards import ShardDataset  # WebDataset, only when asked for
+
+                datasets[split] = ShardDataset(shards[split], records, vis_processor, **common)
+            else:
+                datasets[split] = SevilaVideoDataset(records, self._frame_source(info.videos), vis_processor, **common)
             logging.info("%s %s: %d records from %s", self._name(), split, len(records), ", ".join(map(str, paths)))
         return datasets
 
@@ -124,12 +124,6 @@ class SevilaDatasetBuilder(BaseDatasetBuilder):
             backend=str(videos.get("backend", "auto")),
         )
 
-    def _build_streaming(self, split: str, index: str, vis_processor: Any, training: bool) -> Any:
-        from lavis_sevila.data import shards  # the streaming dataset over WebDataset shards
-
-        return shards.build_streaming_dataset(
-            index=Path(index), vis_processor=vis_processor, training=training, config=self.config.build_info, split=split
-        )
 
 
 @registry.register_builder("nextqa")

@@ -19,20 +19,18 @@ video) never make the dataset return another question instead:
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lavis_sevila.data.samples import Skipped, collate, make_sample, unanswered_sample
-from lavis_sevila.data.schema import Annotation, AnnotationError, duplicate_qid_problems, read_annotations
+from lavis_sevila.data.samples import Skipped, check_unreadable_policy, collate, make_sample, unreadable_sample
+from lavis_sevila.data.schema import Annotation
 from lavis_sevila.video import EmptyWindowError, VideoReadError, read_clip
 
-ON_UNREADABLE = ("fail", "unanswered")
 
 
 class UnreadableSampleError(RuntimeError):
@@ -62,17 +60,6 @@ class FrameSource:
         return Path(self.root) / self.pattern.format(video=record.video)
 
 
-def load_records(paths: Sequence[str | os.PathLike]) -> list[Annotation]:
-    """The records of one split, possibly from several files; qids must stay unique across them."""
-    located: list[tuple[str, Annotation]] = []
-    for path in paths:
-        located.extend((f"{path} (record {i + 1})", record) for i, record in enumerate(read_annotations(path)))
-    problems = duplicate_qid_problems(located)
-    if problems:
-        raise AnnotationError(problems)
-    return [record for _, record in located]
-
-
 class SevilaVideoDataset(Dataset):
     """Questions (or moment queries) with their sampled, processed frames."""
 
@@ -89,8 +76,7 @@ class SevilaVideoDataset(Dataset):
     ):
         if n_frms < 1:
             raise ValueError(f"n_frms must be >= 1, got {n_frms}")
-        if on_unreadable not in ON_UNREADABLE:
-            raise ValueError(f"on_unreadable must be one of {ON_UNREADABLE}, got {on_unreadable!r}")
+        check_unreadable_policy(on_unreadable)
         if not records:
             raise ValueError("no annotation records: an empty split is a configuration error")
         self.annotation = list(records)  # LAVIS datasets expose their records under this name
@@ -110,12 +96,6 @@ class SevilaVideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.annotation)
 
-    def set_processors(self, vis_processor: Callable, text_processor: Any = None) -> None:
-        """LAVIS's hook; SeViLA applies no text processor (prompts are used as built)."""
-        if text_processor is not None:
-            raise ValueError("SeViLA datasets apply no text processor")
-        self.vis_processor = vis_processor
-
     def random_generator(self) -> np.random.Generator:
         """A generator seeded from torch's per-process seed.
 
@@ -129,12 +109,11 @@ class SevilaVideoDataset(Dataset):
 
     def read(self, record: Annotation):
         """Decode the record's frames; raises VideoReadError or EmptyWindowError."""
-        window = None if record.start is None else (record.start, record.end)
         return read_clip(
             self.source.path(record),
             self.n_frms,
             mode=self.sampling,
-            window=window,
+            window=record.window,
             image_size=self.image_size,
             backend=self.source.backend,
             rng=self.random_generator() if self.training else None,
@@ -147,10 +126,8 @@ class SevilaVideoDataset(Dataset):
             clip = self.read(record)
         except (VideoReadError, EmptyWindowError) as error:
             reason = str(error)
-            if self.training:
-                return Skipped(qid=record.qid, video=record.video, reason=reason)
-            if self.on_unreadable == "unanswered":
-                return unanswered_sample(record, self.n_frms, self.image_size, reason)
+            if self.training or self.on_unreadable == "unanswered":
+                return unreadable_sample(record, self.training, self.n_frms, self.image_size, reason)
             raise UnreadableSampleError(
                 f"question {record.qid}: {reason} (set on_unreadable: unanswered to count such "
                 "questions as wrong instead of stopping)"

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 from dataset_builders.star import CLI
+from converter_helpers import convert as run_converter
 from lavis_sevila.data.schema import read_annotations
 
 FIXTURE = Path(__file__).parent / "fixtures" / "star_val_sample.json"
 
 
 def convert(tmp_path, source, *extra):
-    out = tmp_path / "out.jsonl"
-    return CLI.main(["--input", str(source), "--output", str(out), *extra]), out
+    return run_converter(CLI, tmp_path, source, *extra)
 
 
 def test_fixture_converts(tmp_path):

@@ -5,14 +5,10 @@ import json
 from pathlib import Path
 
 from dataset_builders import how2qa, tvqa
+from converter_helpers import convert, convert_rows
 from lavis_sevila.data.schema import read_annotations
 
 FIXTURE = Path(__file__).parent / "fixtures" / "how2qa_val_sample.jsonl"
-
-
-def convert(cli, tmp_path, source, *extra):
-    out = tmp_path / "out.jsonl"
-    return cli.main(["--input", str(source), "--output", str(out), *extra]), out
 
 
 def test_how2qa_fixture_keeps_release_ids_and_windows(tmp_path):
@@ -47,9 +43,7 @@ def test_how2qa_broken_lines(tmp_path, capsys):
     good = json.loads(FIXTURE.read_text().splitlines()[0])
     rows = [good, {**good, "qid": 1, "answer_idx": 4}, {**good, "qid": 2, "ts": "20-10"},
             {**good, "qid": 3, "ts": "NaN-NaN"}, {k: v for k, v in {**good, "qid": 4}.items() if k != "a3"}]
-    source = tmp_path / "how2qa_val_release.jsonl"
-    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    code, out = convert(how2qa.CLI, tmp_path, source)
+    code, source = convert_rows(how2qa.CLI, tmp_path, rows, "how2qa_val_release.jsonl")
     err = capsys.readouterr().err
     assert code == 1
     assert f"{source}:2: answer_idx (answer): answer 4 is outside 0..3" in err

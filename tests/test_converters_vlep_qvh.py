@@ -5,12 +5,8 @@ import json
 from collections import Counter
 
 from dataset_builders import qvh, vlep
+from converter_helpers import convert, convert_rows
 from lavis_sevila.data.schema import read_annotations
-
-
-def convert(cli, tmp_path, source, *extra):
-    out = tmp_path / "out.jsonl"
-    return cli.main(["--input", str(source), "--output", str(out), *extra]), out
 
 
 def test_vlep_dev(tmp_path, reference_dir):
@@ -34,9 +30,7 @@ def test_vlep_broken_lines(tmp_path, capsys):
             "events": ["a", "b"], "answer": 1, "split": "dev"}
     rows = [good, {**good, "example_id": 2, "events": ["a", "b", "c"]}, {**good, "example_id": 3, "vid_name": "castle_clip"},
             {**good, "example_id": 4, "ts": [2.0]}, {**good, "example_id": 5, "answer": 2}]
-    source = tmp_path / "vlep.jsonl"
-    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    code, _ = convert(vlep.CLI, tmp_path, source)
+    code, source = convert_rows(vlep.CLI, tmp_path, rows, "vlep.jsonl")
     err = capsys.readouterr().err
     assert code == 1
     assert f"{source}:2: events (options): vlep needs 2 options, got 3" in err
@@ -73,9 +67,7 @@ def test_qvh_broken_lines(tmp_path, capsys):
     good = {"qid": 1, "query": "a dog runs", "duration": 150, "vid": "x_0.0_150.0", "relevant_windows": [[0, 2]]}
     rows = [good, {**good, "qid": 2, "relevant_windows": [[10, 160]]}, {**good, "qid": 3, "relevant_windows": [[4, 2]]},
             {**good, "qid": 4, "query": ""}, {**good, "qid": 5, "relevant_windows": [[0, "2"]]}]
-    source = tmp_path / "qvh.jsonl"
-    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    code, _ = convert(qvh.CLI, tmp_path, source)
+    code, source = convert_rows(qvh.CLI, tmp_path, rows, "qvh.jsonl")
     err = capsys.readouterr().err
     assert code == 1
     assert f"{source}:2: relevant_windows: window 0 [10.0, 160.0] ends after the duration 150.0 s" in err

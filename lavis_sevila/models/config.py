@@ -78,7 +78,10 @@ class SeViLAConfig:
     max_txt_len: int = 77
     answer_num: int = 5  # option letters scored (VLEP 2, STAR/How2QA 4)
     num_keyframes: int = 4  # k: frames the localizer hands to the answerer
+    # how k keyframes are picked from the scores (models/keyframes.py): topk_in_time_order
+    # (paper) | topk_min_gap (args: min_gap) | score_sampling (args: temperature, seed)
     keyframe_selection: str = "topk_in_time_order"
+    keyframe_selection_args: dict[str, Any] = field(default_factory=dict)
     stage: Stage = Stage.INFER
     freeze_vit: bool = True
     freeze_llm: bool = True
@@ -131,6 +134,9 @@ class SeViLAConfig:
             raise ValueError(f"model.localizer_init must be 'answerer' or 'random', got {self.localizer_init!r}")
         if self.answerer_init not in ("none", "localizer"):
             raise ValueError(f"model.answerer_init must be 'none' or 'localizer', got {self.answerer_init!r}")
+        from lavis_sevila.models.keyframes import build_selector
+
+        build_selector(self.keyframe_selection, self.keyframe_selection_args)  # names and args checked
         if self.llm.dtype not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"model.llm.dtype must be bf16, fp16 or fp32, got {self.llm.dtype!r}")
         if self.vision.precision not in ("fp16", "fp32"):

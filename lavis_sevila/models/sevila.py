@@ -30,7 +30,7 @@ from lavis_sevila.data import prompts
 from lavis_sevila.models import checkpoint as ckpt
 from lavis_sevila.models.config import SeViLAConfig
 from lavis_sevila.models.convert import copy_role, role_groups
-from lavis_sevila.models.keyframes import get_selector
+from lavis_sevila.models.keyframes import build_selector
 from lavis_sevila.models.layout import PromptLayout
 from lavis_sevila.models.llm import LLMInputs, build_language_model
 from lavis_sevila.models.pretrained import resolve_file
@@ -99,7 +99,7 @@ class SeViLA(BaseModel):
             self.register_parameter("query_tokens" + suffix, query_tokens)
             self.add_module(self.proj_name + suffix, nn.Linear(config.qformer.hidden_size, self.llm.width))
         self.layout = PromptLayout(self.llm, config.max_txt_len)
-        self.select_keyframes = get_selector(config.keyframe_selection)
+        self.select_keyframes = build_selector(config.keyframe_selection, config.keyframe_selection_args)
         self.stage = Stage.INFER
         self.weight_sources: dict[str, str] = {}
 

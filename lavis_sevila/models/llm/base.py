@@ -8,6 +8,7 @@ a short target.  Keeping the interface that narrow is what lets an encoder-decod
 from __future__ import annotations
 
 import contextlib
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -47,6 +48,13 @@ class LanguageModel(ABC):
 
     #: the state-dict prefix the wrapped module lives under in SeViLA checkpoints
     state_key: str
+    #: the ``model.llm.family`` name (set by :func:`register_family`)
+    family: str
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config, tokenizer) -> "LanguageModel":
+        """Build the LLM described by an ``LLMConfig`` (hub weights or random init)."""
 
     def __init__(self, module: nn.Module, tokenizer) -> None:
         self.module = module
@@ -81,10 +89,34 @@ class LanguageModel(ABC):
         """Loss and logits with the target fed to the decoder (-100 in target_ids = ignored)."""
 
 
+#: family name -> the module that implements it (imported on first use, so a family's
+#: transformers classes load only when that family is built)
+FAMILIES: dict[str, str] = {"t5": "lavis_sevila.models.llm.t5"}
+_REGISTERED: dict[str, type[LanguageModel]] = {}
+
+
+def register_family(name: str):
+    """Class decorator: ``@register_family("t5")`` makes ``model.llm.family: t5`` build it."""
+
+    def wrap(cls: type[LanguageModel]) -> type[LanguageModel]:
+        if name in _REGISTERED and _REGISTERED[name] is not cls:
+            raise ValueError(f"LLM family {name!r} is already registered by {_REGISTERED[name].__name__}")
+        _REGISTERED[name] = cls
+        cls.family = name
+        return cls
+
+    return wrap
+
+
+def family_class(name: str) -> type[LanguageModel]:
+    """The LanguageModel class of a family, importing its module if needed."""
+    if name not in _REGISTERED and name in FAMILIES:
+        importlib.import_module(FAMILIES[name])
+    if name not in _REGISTERED:
+        raise ValueError(f"unknown model.llm.family {name!r}; available: {sorted(set(FAMILIES) | set(_REGISTERED))}")
+    return _REGISTERED[name]
+
+
 def build_language_model(config, tokenizer) -> LanguageModel:
     """The LanguageModel for ``config.family`` (an ``LLMConfig``)."""
-    if config.family == "t5":
-        from lavis_sevila.models.llm.t5 import T5LanguageModel
-
-        return T5LanguageModel.from_config(config, tokenizer)
-    raise ValueError(f"unknown model.llm.family {config.family!r}; available: t5")
+    return family_class(config.family).from_config(config, tokenizer)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from lavis_sevila.models.llm.base import LanguageModel, LLMInputs, TeacherForced, parse_dtype
+from lavis_sevila.models.llm.base import LanguageModel, LLMInputs, TeacherForced, parse_dtype, register_family
 
 
+@register_family("t5")
 class T5LanguageModel(LanguageModel):
     state_key = "t5_model"
 

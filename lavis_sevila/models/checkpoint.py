@@ -45,6 +45,10 @@ def _load_weights_only(path: str | os.PathLike) -> Any:
 
 def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict inside ``path`` (``{"model": sd}``, ``{"module": sd}`` or a bare sd)."""
+    from lavis_sevila.models.convert_hf import HFSource
+
+    if isinstance(path, HFSource):  # an HF BLIP-2 (model.pretrained: hf:...), converted key by key
+        return path.load()
     return state_dict_of(_load_weights_only(path), source=str(path))
 
 

@@ -19,7 +19,14 @@ def is_url(source: str) -> bool:
 
 
 def resolve_file(source: str | os.PathLike) -> Path:
-    """A local path for ``source``: the file itself, or a cached download of the URL."""
+    """A local path for ``source``: the file itself, or a cached download of the URL.
+
+    ``hf:...`` / ``hf-shared:...`` (models/convert_hf.py) come back as an ``HFSource``.
+    """
+    from lavis_sevila.models.convert_hf import HFSource, is_hf_source
+
+    if is_hf_source(source):  # an HF BLIP-2: checkpoint.load_state_file converts it
+        return HFSource.parse(source)
     source = str(source)
     if is_url(source):
         name = os.path.basename(urlparse(source).path) or "download"

@@ -397,12 +397,16 @@ def resolve_hf_dir(name_or_dir: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"{name_or_dir}: not a local directory nor a hub name (owner/model)")
     from huggingface_hub import snapshot_download
 
-    try:
-        return Path(snapshot_download(str(name_or_dir), allow_patterns=["*.json", "*.safetensors"]))
+    try:  # safetensors if the repository has them, else the weights-only-readable .bin files
+        local = Path(snapshot_download(str(name_or_dir), allow_patterns=["*.json", "*.safetensors"]))
+        if not any(local.glob("*.safetensors")):
+            local = Path(snapshot_download(str(name_or_dir), allow_patterns=["*.json", "pytorch_model*.bin"]))
+        return local
     except Exception as error:  # offline, unknown repo, ...: many exception types
         raise FileNotFoundError(
-            f"could not fetch {name_or_dir} from the Hugging Face hub ({type(error).__name__}: {error}). "
-            f"Download it elsewhere (huggingface-cli download {name_or_dir} --local-dir DIR) and give hf:DIR."
+            f"{name_or_dir} is not a local directory, and fetching it from the Hugging Face hub failed "
+            f"({type(error).__name__}: {error}). Download it elsewhere "
+            f"(huggingface-cli download {name_or_dir} --local-dir DIR) and give hf:DIR."
         ) from error
 
 
@@ -610,8 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(report.summary())
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} ({report.summary()})" if not logger.isEnabledFor(logging.INFO) else f"wrote {args.output}")
     return 0
 
 

@@ -288,6 +288,8 @@ def test_opt_blip2_converts_only_the_shared_parts(hf_config, tmp_path):
     hf.save_pretrained(directory)
     with pytest.raises(C.ConversionError, match="'opt' language model"):
         build_tiny(pretrained=f"hf:{directory}")
+    _, read = C.read_hf(directory, parts="shared")  # the LLM is not even read
+    assert read and not any(k.startswith(("language_model.", "language_projection.")) for k in read)
     model = build_tiny(pretrained=f"hf-shared:{directory}")
     for key, value in ours.items():
         assert torch.equal(model.state_dict()[key], value), key

@@ -52,7 +52,7 @@ HF_SHARED_PREFIX = "hf-shared:"
 PARTS = ("all", "shared")
 ROLES = {"answerer": "", "localizer": "_loc"}
 _QFORMER_POSITION_IDS = "Qformer.bert.embeddings.position_ids"
-_LLM_FREE_GROUPS = ("visual_encoder", "ln_vision", "Qformer", "query_tokens")  # "shared" parts
+_LLM_PREFIXES = ("language_model.", "language_projection.")  # HF keys outside the "shared" parts
 
 
 class ConversionError(CheckpointError):
@@ -150,6 +150,7 @@ class ConversionReport:
     converted: dict[str, int] = field(default_factory=dict)  # output group -> tensors
     dropped: list[str] = field(default_factory=list)  # input keys left out on request
     filled: list[str] = field(default_factory=list)  # tied aliases / base parts filled in
+    note: str = ""
 
     def summary(self) -> str:
         parts = [f"converted {self.source}: " + ", ".join(f"{g} ({n})" for g, n in sorted(self.converted.items()))]
@@ -157,6 +158,8 @@ class ConversionReport:
             parts.append(f"left out on request: {_by_group(self.dropped)}")
         if self.filled:
             parts.append(f"filled: {_by_group(self.filled)}")
+        if self.note:
+            parts.append(self.note)
         return "; ".join(parts)
 
 
@@ -226,10 +229,14 @@ def from_hf(
             )
     state = dict(hf_state)
     report.filled = _fill_aliases(state, expect.aliases, source)
-    dropping = _dropper(drop)
-    if parts == "shared":
-        dropping = (lambda d: lambda k: d(k) or k.startswith(("language_model.", "language_projection.")))(dropping)
+    requested = _dropper(drop)
+
+    def dropping(key: str) -> bool:
+        return requested(key) or (parts == "shared" and key.startswith(_LLM_PREFIXES))
+
     report.dropped = sorted(k for k in state if dropping(k) and k not in report.filled)
+    report.filled = [k for k in report.filled if not dropping(k)]
+    report.note = "the language model and projection are left out (shared parts only)" if parts == "shared" else ""
     state = {k: v for k, v in state.items() if not dropping(k)}
     wanted = {k for k in expect.shapes if not dropping(k)}
     _check_table(table, expect)
@@ -424,12 +431,17 @@ def load_hf_config(name_or_dir: str | os.PathLike):
     return Blip2Config.from_dict(raw)
 
 
-def read_hf(name_or_dir: str | os.PathLike) -> tuple[Any, dict[str, torch.Tensor]]:
-    """Config and tensors of an HF BLIP-2 directory/hub name (safetensors, or .bin read weights-only)."""
+def read_hf(name_or_dir: str | os.PathLike, parts: str = "all") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Config and tensors of an HF BLIP-2 directory/hub name (safetensors, or .bin read weights-only).
+
+    ``parts="shared"`` does not read the LLM and projection tensors of safetensors files
+    (a BLIP-2 OPT-2.7b's LLM is most of its bytes).
+    """
     directory = resolve_hf_dir(name_or_dir)
     config = load_hf_config(directory)
+    skip = _LLM_PREFIXES if parts == "shared" else ()
     state: dict[str, torch.Tensor] = {}
-    for stem, reader in (("model.safetensors", _read_safetensors), ("pytorch_model.bin", load_state_file)):
+    for stem, reader in (("model.safetensors", _read_safetensors), ("pytorch_model.bin", _read_bin)):
         index = directory / f"{stem}.index.json"
         if index.is_file():
             files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -438,7 +450,7 @@ def read_hf(name_or_dir: str | os.PathLike) -> tuple[Any, dict[str, torch.Tensor
         else:
             continue
         for name in files:
-            part = reader(directory / name)
+            part = reader(directory / name, skip)
             overlap = set(part) & set(state)
             if overlap:
                 raise ConversionError(f"{directory}: {sorted(overlap)[:3]} appear in several shards")
@@ -447,10 +459,15 @@ def read_hf(name_or_dir: str | os.PathLike) -> tuple[Any, dict[str, torch.Tensor
     raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin (sharded or not)")
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+def _read_safetensors(path: Path, skip: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
 
-    return load_file(str(path))
+    with safe_open(str(path), framework="pt") as handle:
+        return {k: handle.get_tensor(k) for k in handle.keys() if not k.startswith(skip)}
+
+
+def _read_bin(path: Path, skip: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_state_file(path).items() if not k.startswith(skip)}
 
 
 def write_hf(state: Mapping[str, torch.Tensor], config, output: str | os.PathLike, force: bool = False) -> Path:
@@ -535,7 +552,7 @@ class HFSource:
         return (HF_SHARED_PREFIX if self.parts == "shared" else HF_PREFIX) + self.name_or_dir
 
     def load(self) -> dict[str, torch.Tensor]:
-        config, state = read_hf(self.name_or_dir)
+        config, state = read_hf(self.name_or_dir, self.parts)
         out, _ = from_hf(state, config, parts=self.parts, source=str(self))
         return out
 
@@ -596,10 +613,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--drop", action="append", default=[], help="fnmatch pattern of our keys to leave out (repeatable)")
     b.add_argument("--force", action="store_true", help="replace an existing output directory")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "from-hf":
-            config, state = read_hf(args.input)
+            config, state = read_hf(args.input, args.parts)
             out, report = from_hf(state, config, parts=args.parts, drop=args.drop, source=args.input)
             write_ours(out, args.output, converted_from=str(args.input), parts=args.parts)
         else:
@@ -614,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output} ({report.summary()})" if not logger.isEnabledFor(logging.INFO) else f"wrote {args.output}")
+    print(report.summary())
+    print(f"wrote {args.output}")
     return 0
 
 

@@ -46,9 +46,11 @@ class MergeReport:
 
 def _proj_name(states: Sequence[Mapping[str, torch.Tensor]]) -> str:
     """The projection's group name (t5_proj, opt_proj, ...), the same in every file."""
-    names = {group_of(k).removesuffix("_loc") for s in states for k in s if group_of(k).removesuffix("_loc").endswith("_proj")}
+    bases = {group_of(k).removesuffix("_loc") for state in states for k in state}
+    names = {name for name in bases if name.endswith("_proj")}
     if len(names) != 1:
-        raise MergeError(f"expected one projection name (t5_proj, opt_proj, ...) across the files, found {sorted(names) or 'none'}")
+        found = sorted(names) or "none"
+        raise MergeError(f"expected one projection name (t5_proj, opt_proj, ...) across the files, found {found}")
     return names.pop()
 
 

@@ -317,3 +317,42 @@ def test_source_prefixes():
     assert source == C.HFSource("Salesforce/blip2-opt-2.7b", "shared")
     assert str(source) == "hf-shared:Salesforce/blip2-opt-2.7b"
     assert resolve_file("hf:/x/y").parts == "all"
+
+
+def test_real_blip2_flant5xl_layout_matches_ours_key_for_key():
+    """At the real sizes (ViT-g 39 blocks, BERT-base Q-Former, Flan-T5-XL), on the meta device:
+    every HF key maps to one of ours with the same shape, and nothing is left over."""
+    from lavis.models.blip2_models.blip2 import LayerNorm
+    from lavis.models.blip2_models.modeling_t5 import T5ForConditionalGeneration
+    from transformers import Blip2Config, T5Config
+
+    from lavis_sevila.models.config import QFormerConfig, VisionConfig
+    from lavis_sevila.models.qformer import build_qformer
+    from lavis_sevila.models.vision import build_vision_encoder
+
+    # google/flan-t5-xl's sizes, as in its config.json
+    t5 = T5Config(vocab_size=32128, d_model=2048, d_kv=64, d_ff=5120, num_layers=24, num_heads=32,
+                  feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+    config = Blip2Config(text_config=t5.to_dict())  # HF's defaults are BLIP-2's ViT-g and Q-Former
+    expect = C.hf_expectation(config)
+    table = C.key_table(config)
+    init_empty_weights = pytest.importorskip("accelerate").init_empty_weights  # LAVIS's init needs CPU scalars
+
+    with init_empty_weights():
+        vit = build_vision_encoder(VisionConfig(weights=None, precision="fp32"))
+        qformer, query_tokens = build_qformer(QFormerConfig(), vit.num_features)
+        parts = {"visual_encoder": vit, "ln_vision": LayerNorm(vit.num_features), "Qformer": qformer,
+                 "t5_proj": torch.nn.Linear(768, 2048), "t5_model": T5ForConditionalGeneration(t5)}
+    ours = {f"{name}.{k}": tuple(v.shape) for name, m in parts.items() for k, v in m.state_dict().items()}
+    ours["query_tokens"] = tuple(query_tokens.shape)
+    mapped = {o: expect.shapes[h] for o, h in table.renames}
+    for q, v, h in table.packed:
+        assert expect.shapes[h] == (3 * 1408,)
+        mapped[q] = mapped[v] = (1408,)
+    mapped.update({f"t5_model.{k[len('language_model.'):]}": s for k, s in expect.shapes.items()
+                   if k.startswith("language_model.")})
+    mapped["Qformer.bert.embeddings.position_ids"] = (1, table.position_ids_len)
+    assert sorted(set(ours) ^ set(mapped)) == []
+    assert {k: s for k, s in ours.items() if mapped[k] != s} == {}
+    assert len(table.packed) == 39 and vit.blocks[0].mlp.fc1.out_features == expect.shapes[
+        "vision_model.encoder.layers.0.mlp.fc1.weight"][0] == 6144

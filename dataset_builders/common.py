@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from lavis_sevila.data.schema import (
+    FLAG,
     SCHEMA_VERSION,
     Annotation,
     Problem,
@@ -187,6 +188,7 @@ class Conversion:
     records: list[Annotation] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     total: int = 0
+    flagged: list[Problem] = field(default_factory=list)  # kept records with a caveat (extra.flag)
 
     @property
     def bad_locations(self) -> list[str]:
@@ -226,6 +228,11 @@ def convert_sources(
     result.problems.extend(_name_source_field(problem, source_fields) for problem in duplicates)
     duplicated = {problem.location for problem in duplicates}
     result.records = [annotation for location, annotation in good if location not in duplicated]
+    result.flagged = [
+        Problem(location, FLAG, annotation.extra[FLAG])
+        for location, annotation in good
+        if location not in duplicated and FLAG in annotation.extra
+    ]
     return result
 
 
@@ -293,6 +300,11 @@ class ConverterCli:
         if not result.records:
             print(f"error: no record of {args.input} could be converted; nothing written", file=sys.stderr)
             return 1
+        for flagged in result.flagged:
+            print(f"kept, flagged: {flagged}", file=sys.stderr)
+        if result.flagged:
+            print(f"kept {len(result.flagged)} of {result.total} record(s) of {args.input} with a flag "
+                  f"(extra.{FLAG})", file=sys.stderr)
         written = write_annotations(args.output, result.records)
         elapsed = time.perf_counter() - began
         print(f"{self.dataset}: wrote {written} record(s) to {args.output} in {elapsed:.2f} s")

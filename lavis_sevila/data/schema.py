@@ -21,6 +21,11 @@ from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 
+#: ``extra`` key of a record kept with a caveat (e.g. a TVQA question whose ``ts`` gives no
+#: window, so the whole video is sampled): converters print and count such records and
+#: dataset builders report how many a split holds; the caveat travels with the record
+FLAG = "flag"
+
 DatasetName = Literal["nextqa", "star", "how2qa", "tvqa", "vlep", "qvh", "synthetic"]
 Kind = Literal["multiple_choice", "next_event", "moment"]
 

@@ -16,7 +16,7 @@ from lavis.common.registry import registry
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lavis_sevila.data.schema import load_records
+from lavis_sevila.data.schema import FLAG, load_records
 from lavis_sevila.datasets.video_dataset import FrameSource, SevilaVideoDataset
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent  # lavis_sevila/, where configs/ lives
@@ -78,6 +78,12 @@ class SevilaDatasetBuilder(BaseDatasetBuilder):
             if missing:
                 raise FileNotFoundError(f"{self._name()} {split} annotations not found: {', '.join(missing)}")
             records = load_records(paths)
+            flagged = [record for record in records if FLAG in record.extra]
+            if flagged:
+                logging.warning(
+                    "%s %s: %d of %d records are flagged (extra.%s), e.g. %s: %s", self._name(), split,
+                    len(flagged), len(records), FLAG, flagged[0].qid, flagged[0].extra[FLAG],
+                )
             common = dict(
                 training=training,
                 n_frms=int(info.n_frms["train" if training else "eval"]),

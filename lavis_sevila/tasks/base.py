@@ -54,6 +54,45 @@ class SevilaTask(BaseTask):
         self.inference = inference
         self.output_dir = Path(output_dir) if output_dir else None
 
+    def build_datasets(self, cfg) -> dict[str, dict[str, Any]]:
+        """LAVIS's loop over ``datasets:``, with every name and key checked before any is built.
+
+        An unknown dataset name lists the registered ones (LAVIS would call ``None``), each
+        builder parses its whole section (unknown keys are errors), and the frame counts
+        of every stage this run goes through are checked against the model's before a
+        single video is read.
+        """
+        from lavis_sevila.datasets.builders import builder_class
+
+        if not cfg.datasets_cfg:
+            raise ValueError("no dataset is configured: add a datasets: section")
+        builders = {name: builder_class(name)(cfg.datasets_cfg[name]) for name in cfg.datasets_cfg}
+        for builder in builders.values():
+            self.check_frame_counts(cfg, builder.settings)
+        return {name: builder.build_datasets() for name, builder in builders.items()}
+
+    def check_frame_counts(self, cfg, dataset) -> None:
+        """Raise ValueError when a stage of this run would ask for more frames than it samples."""
+        from lavis_sevila.models.config import SeViLAConfig
+        from lavis_sevila.models.stages import Stage
+        from omegaconf import OmegaConf
+
+        model = SeViLAConfig.from_dict(OmegaConf.to_container(cfg.model_cfg, resolve=True))
+        run = cfg.run_cfg
+        frames, prefix = dataset.build_info.n_frms, f"datasets.{dataset.name}.build_info.n_frms"
+        trains = "train" in dataset.build_info.annotations and not run.get("evaluate", False)
+        if trains and model.stage is Stage.FINETUNE_ANSWERER and model.num_keyframes > frames.train:
+            raise ValueError(
+                f"model.num_keyframes is {model.num_keyframes} but {prefix}.train is {frames.train}: the localizer "
+                "cannot pick more keyframes than the frames sampled; lower one or raise the other"
+            )
+        evaluated = set(run.get("valid_splits") or []) | set(run.get("test_splits") or [])
+        if self.inference == "chain" and evaluated & set(dataset.build_info.annotations) and model.num_keyframes > frames.eval:
+            raise ValueError(
+                f"model.num_keyframes is {model.num_keyframes} but {prefix}.eval is {frames.eval}: chain evaluation "
+                "cannot pick more keyframes than the frames sampled; lower one or raise the other"
+            )
+
     def predict_batch(self, model, batch: dict[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
 

@@ -111,21 +111,34 @@ def text_field(raw: Mapping[Any, Any], key: Any, name: Optional[str] = None) -> 
     return value
 
 
-def int_field(raw: Mapping[str, Any], key: str) -> int:
-    """A required integer; JSON ints, or the digits of a CSV cell."""
+def int_field(raw: Mapping[str, Any], key: str, *, text: bool = False) -> int:
+    """A required integer: a JSON int; with ``text`` (CSV cells, which are all text) its digits.
+
+    A JSON release that writes ``"answer_idx": "1"`` is malformed and reported, not coerced.
+    """
     if key not in raw:
         raise FieldError(key, "missing")
     value = raw[key]
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+    if text and isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise FieldError(key, f"expected an integer, got {value!r}")
 
 
-def optional_int_field(raw: Mapping[str, Any], key: str) -> Optional[int]:
+def optional_int_field(raw: Mapping[str, Any], key: str, *, text: bool = False) -> Optional[int]:
     """An integer that test splits leave out (answers)."""
-    return int_field(raw, key) if key in raw else None
+    return int_field(raw, key, text=text) if key in raw else None
+
+
+def numbered_options(raw: Mapping[str, Any], prefix: str, count: int) -> list[str]:
+    """Options ``{prefix}0..{prefix}{count-1}``; a further ``{prefix}{j}`` is an error, not dropped."""
+    extra = sorted(k for k in raw if isinstance(k, str) and re.fullmatch(rf"{re.escape(prefix)}\d+", k)
+                   and int(k[len(prefix):]) >= count)
+    if extra:
+        raise FieldError(extra[0], f"this dataset has {count} options {prefix}0..{prefix}{count - 1}; "
+                                   f"the record also has {', '.join(extra)}")
+    return [text_field(raw, f"{prefix}{j}") for j in range(count)]
 
 
 def seconds_field(raw: Mapping[Any, Any], key: Any, name: Optional[str] = None) -> float:

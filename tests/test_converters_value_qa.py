@@ -94,3 +94,15 @@ def test_tvqa_official_test_public_keeps_every_qid(tmp_path, reference_dir, caps
     assert (first.qid, first.video, first.start, first.end, first.answer) == ("TVQA_137292", "s03e21_seg02_clip_08", 48.62, 60.02, None)
     assert first.options[0] == "The yogurt manufacturer. "  # kept exactly as released
     assert first.extra == {"show_name": "The Big Bang Theory", "qid": 137292}
+
+
+def test_a_string_answer_or_a_sixth_option_is_reported_not_coerced_or_dropped(tmp_path, capsys):
+    good = {"vid_name": "clip", "q": "who?", "ts": "1-5", "qid": 1, "show_name": "s", "answer_idx": 1,
+            **{f"a{j}": f"option {j}" for j in range(5)}}
+    rows = [good, {**good, "qid": 2, "answer_idx": "1"}, {**good, "qid": 3, "a5": "a sixth option"}]
+    code, source = convert_rows(tvqa.CLI, tmp_path, rows, "tvqa_val.jsonl")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{source}:2: answer_idx: expected an integer, got '1'" in err
+    assert f"{source}:3: a5: this dataset has 5 options a0..a4; the record also has a5" in err
+    assert "2 problem(s) in 2 of 3 record(s)" in err

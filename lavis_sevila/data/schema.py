@@ -371,10 +371,16 @@ def write_annotations(path: str | os.PathLike, records: Iterable[Annotation]) ->
         raise AnnotationError(problems)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from lavis_sevila.diskspace import explain_full_disk  # here: importing the package loads LAVIS
+
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(record.to_json_line() + "\n")
-    os.replace(partial, path)
+    try:
+        with explain_full_disk(path):
+            with open(partial, "w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(record.to_json_line() + "\n")
+            os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return len(records)
 

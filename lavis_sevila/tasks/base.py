@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -15,6 +16,7 @@ import torch
 from lavis.tasks.base_task import BaseTask
 from tqdm import tqdm
 
+from lavis_sevila.diskspace import explain_full_disk
 from lavis_sevila.runners import distributed
 from lavis_sevila.tasks.metrics.videoqa import check_complete, dedupe
 
@@ -35,12 +37,24 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
+def write_text(path: Path, lines: Iterable[str]) -> Path:
+    """Write an output file atomically (a full disk leaves no half file and says so)."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with explain_full_disk(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "w") as handle:
+                for line in lines:
+                    handle.write(line)
+            os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
+    return write_text(path, (json.dumps(record) + "\n" for record in records))
 
 
 class SevilaTask(BaseTask):
@@ -68,10 +82,10 @@ class SevilaTask(BaseTask):
             raise ValueError("no dataset is configured: add a datasets: section")
         builders = {name: builder_class(name)(cfg.datasets_cfg[name]) for name in cfg.datasets_cfg}
         for builder in builders.values():
-            self.check_frame_counts(cfg, builder.settings)
+            self.check_dataset(cfg, builder.settings)
         return {name: builder.build_datasets() for name, builder in builders.items()}
 
-    def check_frame_counts(self, cfg, dataset) -> None:
+    def check_dataset(self, cfg, dataset) -> None:
         """Raise ValueError when a stage of this run would ask for more frames than it samples."""
         from lavis_sevila.models.config import SeViLAConfig
         from lavis_sevila.models.stages import Stage
@@ -123,11 +137,14 @@ class SevilaTask(BaseTask):
         return sorted(unique, key=lambda r: order[r["question_id"]])
 
     def carried(self, batch: dict[str, Any], row: int) -> dict[str, Any]:
+        """The batch's fields of one row for its record, and why its video was unreadable."""
         out = {}
         for key in self.CARRIED:
             if key in batch:
                 value = batch[key][row]
                 out[key] = value.item() if isinstance(value, torch.Tensor) else value
+        if batch.get("video_error") and batch["video_error"][row]:
+            out["video_error"] = batch["video_error"][row]
         return out
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):
@@ -136,6 +153,5 @@ class SevilaTask(BaseTask):
         if self.output_dir is not None:
             tag = f"{split_name}_epoch{epoch}" if isinstance(epoch, int) else f"{split_name}_{epoch}"
             write_jsonl(self.output_dir / "result" / f"predictions_{tag}.jsonl", (jsonable(r) for r in val_result))
-            with open(self.output_dir / "result" / f"metrics_{tag}.json", "w") as handle:
-                json.dump(metrics, handle, indent=2)
+            write_text(self.output_dir / "result" / f"metrics_{tag}.json", [json.dumps(metrics, indent=2)])
         return metrics

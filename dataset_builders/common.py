@@ -28,6 +28,7 @@ from lavis_sevila.data.schema import (
     jsonl_values,
     parse_record,
     reject_json_constant,
+    utf8_lines,
     write_annotations,
 )
 
@@ -64,8 +65,17 @@ def read_jsonl(path: Path) -> list[SourceRecord]:
     return [SourceRecord(location, data, problem) for location, data, problem in jsonl_values(path)]
 
 
+def _not_utf8(path: Path) -> list[Problem]:
+    """Every line of ``path`` that is not UTF-8, as ``file:line`` problems."""
+    return [Problem(f"{path}:{number}", "<encoding>", problem)
+            for number, _, problem in utf8_lines(path) if problem is not None]
+
+
 def read_json_list(path: Path) -> list[SourceRecord]:
     """A JSON array of records (STAR); locations are list indices."""
+    bad = _not_utf8(path)
+    if bad:  # one JSON document: it cannot be parsed around a bad line
+        raise InputError(f"{path}: not UTF-8 text:\n" + "\n".join(map(str, bad)))
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle, parse_constant=reject_json_constant)
@@ -77,8 +87,15 @@ def read_json_list(path: Path) -> list[SourceRecord]:
 
 
 def read_csv(path: Path, required_columns: Sequence[str]) -> list[SourceRecord]:
-    """A CSV with a header (NExT-QA); locations are file lines (the header is line 1)."""
-    with open(path, encoding="utf-8", newline="") as handle:
+    """A CSV with a header (NExT-QA); locations are file lines (the header is line 1).
+
+    A line that is not UTF-8 is reported as its own problem and its row is not converted;
+    the other rows are still read (the bad bytes are replaced only to keep the parser going).
+    """
+    bad = {problem.location: problem for problem in _not_utf8(path)}
+    if f"{path}:1" in bad:
+        raise InputError(str(bad[f"{path}:1"]))
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [name for name in required_columns if name not in (reader.fieldnames or [])]
         if missing:
@@ -86,7 +103,9 @@ def read_csv(path: Path, required_columns: Sequence[str]) -> list[SourceRecord]:
         sources = []
         for row in reader:
             location = f"{path}:{reader.line_num}"
-            if None in row or any(value is None for value in row.values()):
+            if location in bad:
+                sources.append(SourceRecord(location, problem=bad[location]))
+            elif None in row or any(value is None for value in row.values()):
                 problem = Problem(location, "<row>", f"expected {len(reader.fieldnames)} columns")
                 sources.append(SourceRecord(location, problem=problem))
             else:

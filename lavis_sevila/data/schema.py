@@ -305,19 +305,36 @@ def duplicate_qid_problems(records: Iterable[tuple[str, Annotation]]) -> list[Pr
     return problems
 
 
-def jsonl_values(path: str | os.PathLike) -> Iterator[tuple[str, Any, Optional[Problem]]]:
-    """(location, decoded value, problem) per line: an empty line or bad JSON is a problem."""
-    path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            location = f"{path}:{number}"
-            if not line.strip():
-                yield location, None, Problem(location, "<line>", "empty line")
-                continue
+def utf8_lines(path: str | os.PathLike) -> Iterator[tuple[int, Optional[str], Optional[str]]]:
+    """(line number, text, problem) per line; a line that is not UTF-8 is a problem, not the end.
+
+    Decoding the whole file at once would stop at the first bad byte with a byte offset and
+    leave the rest unchecked; line by line, every bad line is named and the others are read.
+    """
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             try:
-                yield location, json.loads(line, parse_constant=reject_json_constant), None
-            except ValueError as error:
-                yield location, None, Problem(location, "<json>", str(error))
+                yield number, raw.decode("utf-8"), None
+            except UnicodeDecodeError as error:
+                bad = raw[error.start : error.start + 4]
+                yield number, None, f"not UTF-8: byte(s) {bad!r} at column {error.start + 1}; re-save the file as UTF-8"
+
+
+def jsonl_values(path: str | os.PathLike) -> Iterator[tuple[str, Any, Optional[Problem]]]:
+    """(location, decoded value, problem) per line: an empty line, bad bytes or bad JSON is a problem."""
+    path = Path(path)
+    for number, line, encoding_problem in utf8_lines(path):
+        location = f"{path}:{number}"
+        if encoding_problem is not None:
+            yield location, None, Problem(location, "<encoding>", encoding_problem)
+            continue
+        if not line.strip():
+            yield location, None, Problem(location, "<line>", "empty line")
+            continue
+        try:
+            yield location, json.loads(line, parse_constant=reject_json_constant), None
+        except ValueError as error:
+            yield location, None, Problem(location, "<json>", str(error))
 
 
 def check_annotations(path: str | os.PathLike) -> tuple[list[Annotation], list[Problem]]:

@@ -339,6 +339,12 @@ def jsonl_values(path: str | os.PathLike) -> Iterator[tuple[str, Any, Optional[P
 
 def check_annotations(path: str | os.PathLike) -> tuple[list[Annotation], list[Problem]]:
     """Read a jsonl file and return its valid records and every problem found."""
+    located, problems = check_located_annotations(path)
+    return [record for _, record in located], problems
+
+
+def check_located_annotations(path: str | os.PathLike) -> tuple[list[tuple[str, Annotation]], list[Problem]]:
+    """:func:`check_annotations` with each valid record's ``file:line``."""
     records: list[tuple[str, Annotation]] = []
     problems: list[Problem] = []
     for location, data, problem in jsonl_values(path):
@@ -350,7 +356,7 @@ def check_annotations(path: str | os.PathLike) -> tuple[list[Annotation], list[P
         if record is not None:
             records.append((location, record))
     problems.extend(duplicate_qid_problems(records))
-    return [record for _, record in records], problems
+    return records, problems
 
 
 def reject_json_constant(name: str) -> float:

@@ -218,3 +218,21 @@ def test_a_misspelt_dataset_name_in_the_config_file_lists_the_registered_ones(tm
     bad.write_text(text.replace("sevila_synthetic:", "sevila_synthtic:"))
     with pytest.raises(KeyError, match=r"unknown dataset 'sevila_synthtic'.*registered datasets: "):
         load_config(str(bad), [])
+
+
+def test_a_pipeline_checks_every_step_before_the_first_one_trains(tmp_path, monkeypatch):
+    """num_keyframes > n_frms.eval in the last (evaluation) step fails before step 1 trains."""
+    from lavis_sevila import pipeline
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        f"pipeline:\n  output_dir: {tmp_path / 'out'}\n  steps:\n"
+        "    - {name: train, cfg: projects/sevila/synthetic/finetune_answerer.yaml}\n"
+        "    - name: evaluate\n      cfg: projects/sevila/synthetic/eval_qa.yaml\n      evaluate: true\n"
+        "      inputs: [train]\n"
+        "      options: [model.num_keyframes=8, datasets.sevila_synthetic.build_info.n_frms.eval=4]\n"
+    )
+    monkeypatch.setattr(pipeline, "run", lambda *a, **k: pytest.fail("a step ran before every step was checked"))
+    with pytest.raises(ValueError, match="model.num_keyframes is 8 but datasets.sevila_synthetic.build_info.n_frms.eval is 4"):
+        pipeline.run_pipeline(pipeline.Pipeline.load(str(spec)))

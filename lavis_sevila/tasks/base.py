@@ -23,6 +23,17 @@ from lavis_sevila.tasks.metrics.videoqa import check_complete, dedupe
 logger = logging.getLogger(__name__)
 
 
+def check_config(cfg) -> None:
+    """Check a run's task and dataset sections (keys, names, frame counts) without reading data.
+
+    What ``build_datasets`` checks first, callable for every stage of a pipeline before
+    the first one runs, so a mistake in the last stage does not wait for the first to train.
+    """
+    from lavis import tasks
+
+    tasks.setup_task(cfg).dataset_builders(cfg)
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -76,6 +87,11 @@ class SevilaTask(BaseTask):
         of every stage this run goes through are checked against the model's before a
         single video is read.
         """
+        builders = self.dataset_builders(cfg)
+        return {name: builder.build_datasets() for name, builder in builders.items()}
+
+    def dataset_builders(self, cfg) -> dict[str, Any]:
+        """One checked builder per configured dataset; reads no file (see build_datasets)."""
         from lavis_sevila.datasets.builders import builder_class
 
         if not cfg.datasets_cfg:
@@ -83,7 +99,7 @@ class SevilaTask(BaseTask):
         builders = {name: builder_class(name)(cfg.datasets_cfg[name]) for name in cfg.datasets_cfg}
         for builder in builders.values():
             self.check_dataset(cfg, builder.settings)
-        return {name: builder.build_datasets() for name, builder in builders.items()}
+        return builders
 
     def check_dataset(self, cfg, dataset) -> None:
         """Raise ValueError when a stage of this run would ask for more frames than it samples."""

@@ -236,3 +236,12 @@ def test_a_pipeline_checks_every_step_before_the_first_one_trains(tmp_path, monk
     monkeypatch.setattr(pipeline, "run", lambda *a, **k: pytest.fail("a step ran before every step was checked"))
     with pytest.raises(ValueError, match="model.num_keyframes is 8 but datasets.sevila_synthetic.build_info.n_frms.eval is 4"):
         pipeline.run_pipeline(pipeline.Pipeline.load(str(spec)))
+
+
+def test_a_lavis_dataset_name_is_refused_with_ours_listed():
+    from lavis_sevila.datasets.builders import builder_class
+
+    with pytest.raises(KeyError, match=r"'coco_caption' is one of LAVIS's own.*registered SeViLA datasets: how2qa, nextqa, qvh, sevila_synthetic, star, tvqa, vlep"):
+        builder_class("coco_caption")
+    with pytest.raises(KeyError, match=r"registered datasets: how2qa, nextqa, qvh, sevila_synthetic, star, tvqa, vlep\"?$"):
+        builder_class("nextqq")

@@ -26,9 +26,12 @@ CONFIG_ROOT = Path(__file__).resolve().parent.parent  # lavis_sevila/, where con
 def builder_class(name: str) -> type["SevilaDatasetBuilder"]:
     """The builder registered as ``name``; a clear error listing the registered names otherwise."""
     builder = registry.get_builder_class(name)
+    ours = sorted(n for n, cls in registry.mapping["builder_name_mapping"].items() if issubclass(cls, SevilaDatasetBuilder))
     if builder is None:
-        known = sorted(registry.mapping["builder_name_mapping"])
-        raise KeyError(f"unknown dataset {name!r} under datasets:; registered datasets: {', '.join(known)}")
+        raise KeyError(f"unknown dataset {name!r} under datasets:; registered datasets: {', '.join(ours)}")
+    if not issubclass(builder, SevilaDatasetBuilder):
+        raise KeyError(f"dataset {name!r} is one of LAVIS's own, which SeViLA's tasks cannot read; "
+                       f"registered SeViLA datasets: {', '.join(ours)}")
     return builder
 
 

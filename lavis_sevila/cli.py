@@ -63,6 +63,14 @@ def load_config(cfg_path: str, options: Sequence[str]):
                 config = OmegaConf.merge(config, {"model": {"model_type": chosen}})
             return Config.build_model_config(config)
 
+        @staticmethod
+        def build_dataset_config(config):
+            from lavis_sevila.datasets.builders import builder_class
+
+            for name in config.get("datasets") or {}:
+                builder_class(name)  # a misspelt name lists the registered ones (LAVIS: AttributeError)
+            return Config.build_dataset_config(config)
+
     return SevilaConfig(argparse.Namespace(cfg_path=cfg_path, options=list(options)))
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
-from lavis_sevila.cli import run, setup_logging
+from lavis_sevila.cli import load_config, run, setup_logging
 
 logger = logging.getLogger(__name__)
 FINAL = "checkpoint_final.pth"
@@ -92,6 +92,11 @@ class Pipeline:
 def run_pipeline(
     pipeline: Pipeline, reuse: bool = False, on_step: Callable[[int, Step], None] | None = None
 ) -> dict[str, Any]:
+    import lavis_sevila  # noqa: F401  (registers tasks and builders)
+    from lavis_sevila.tasks.base import check_config
+
+    for step in pipeline.steps:  # every step's config checked before the first one runs
+        check_config(load_config(step.cfg, pipeline.step_options(step) + (["run.evaluate=true"] if step.evaluate else [])))
     results: dict[str, Any] = {}
     for index, step in enumerate(pipeline.steps):
         if on_step is not None:

@@ -40,9 +40,11 @@ import torch
 import torchvision.io
 import webdataset as wds
 
-from lavis_sevila.data.samples import Skipped, check_unreadable_policy, collate, make_sample, unreadable_sample
+from lavis_sevila.data.samples import (
+    Skipped, check_unreadable_policy, collate, make_sample, unreadable_sample, unusable_sample,
+)
 from lavis_sevila.data.schema import Annotation
-from lavis_sevila.video.clip import Clip
+from lavis_sevila.video.clip import Clip, EmptyWindowError
 
 FORMAT = "lavis_sevila.shards"
 FORMAT_VERSION = 1
@@ -231,6 +233,7 @@ class ShardDataset(wds.DataPipeline):
     ):
         super().__init__()
         check_unreadable_policy(on_unreadable)
+        self.on_unreadable = on_unreadable
         if not records:
             raise ValueError("no annotation records: an empty split is a configuration error")
         self.index = index if isinstance(index, ShardIndex) else ShardIndex.load(index)
@@ -321,7 +324,10 @@ class ShardDataset(wds.DataPipeline):
             if (meta["n_frms"], meta["image_size"]) != (self.n_frms, self.image_size):
                 raise ShardIndexError(f"clip {meta['key']} in {raw.get('__url__')} disagrees with index.json")
             for record in records:
-                yield make_sample(record, clip, self.vis_processor)
+                try:
+                    yield make_sample(record, clip, self.vis_processor)
+                except EmptyWindowError as error:  # windows beyond the decoded end: as unreadable
+                    yield unusable_sample(record, self.training, self.on_unreadable, self.n_frms, self.image_size, str(error))
 
     def _shuffled(self, samples: Iterable[Any]) -> Iterator[Any]:
         rng = self._rng("samples")

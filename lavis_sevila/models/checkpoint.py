@@ -111,6 +111,10 @@ def load_into(
             f"{source}: {len(unexpected)} key(s) the model does not have: {_by_group(unexpected)} "
             "(set model.allow_unexpected to patterns of keys you mean to drop)"
         )
+    if not accepted:  # {} or {"model": {}}: loading it would change nothing, and say so quietly
+        ignored = sum(len(keys) for keys in report.ignored.values())
+        held = "no tensors" if not state else f"{len(state)} tensor(s), all dropped by model.allow_unexpected ({ignored})"
+        raise CheckpointError(f"{source}: holds {held}: no weights for this model; is it the right file?")
 
     own_groups: dict[str, set[str]] = defaultdict(set)
     for key in own:

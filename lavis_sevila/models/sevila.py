@@ -46,6 +46,15 @@ ROLE_SUFFIX = {ANSWERER: "", LOCALIZER: "_loc"}
 EVAL_MODES = ("chain", "chain_single", "uniform", "per_frame", "localize")
 
 
+def option_counts(counts: Any, letters: int) -> torch.Tensor:
+    """Per-row option counts [B] as a long tensor; 0 (unknown) means all ``letters`` read."""
+    counts = torch.as_tensor(counts).long().cpu()
+    counts = torch.where(counts > 0, counts, torch.full_like(counts, letters))
+    if int(counts.max()) > letters:
+        raise ValueError(f"a question has {int(counts.max())} options but only {letters} option letters are read")
+    return counts
+
+
 @dataclass
 class RoleParts:
     ln: nn.Module
@@ -235,6 +244,21 @@ class SeViLA(BaseModel):
     def letter_ids(self, num_options: int | None = None) -> list[int]:
         return list(self.token_ids.letters[: num_options or self.config.answer_num])
 
+    @staticmethod
+    def mask_options(logits: torch.Tensor, counts: torch.Tensor | None) -> torch.Tensor:
+        """Letter logits [B, ..., A] with each row's letters past its own option count at -inf.
+
+        A batch may mix questions with 2 and 5 options; the letters are read up to the
+        largest count, so a row must never pick (or vote for) a letter it does not have.
+        ``counts`` [B] (None: no masking); a count of 0 (no options known) masks nothing.
+        """
+        if counts is None:
+            return logits
+        counts = option_counts(counts, logits.shape[-1]).to(logits.device)
+        letters = torch.arange(logits.shape[-1], device=logits.device)
+        beyond = letters >= counts.reshape(-1, *([1] * (logits.dim() - 1)))
+        return logits.masked_fill(beyond, float("-inf"))
+
     def _single_frame_inputs(self, role: str, feats: torch.Tensor, texts: Sequence[str]) -> LLMInputs:
         """Image layout for every frame of [B, T, P, D] features: B*T rows, text repeated."""
         t = feats.shape[1]
@@ -306,17 +330,25 @@ class SeViLA(BaseModel):
         scores = self.frame_logits(feats, loc_texts)
         return self.select_keyframes(scores.yes, k or self.config.num_keyframes), scores
 
-    def pseudo_labels(self, feats: torch.Tensor, qa_texts: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
+    def pseudo_labels(
+        self,
+        feats: torch.Tensor,
+        qa_texts: Sequence[str],
+        targets: Sequence[str],
+        num_options: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Reverse chain: True where the answerer, reading that frame alone, is right [B, T].
 
         Image layout, teacher-forced on the target "Option X"; the predicted letter is the
-        argmax over the option letters at decoder position 1 (spec section 6.3).
+        argmax over the option letters at decoder position 1 (spec section 6.3), over the
+        question's own ``num_options`` [B] letters when given (mixed option counts).
         """
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
         target = self.layout.targets(targets, feats.device).repeat(t)
         logits = self.llm.teacher_forced(inputs, target.ids, target.mask).logits
-        predicted = logits[:, 1, self.letter_ids()].argmax(dim=-1).reshape(b, t)
+        letters = logits[:, 1, self.letter_ids()].reshape(b, t, -1)
+        predicted = self.mask_options(letters, num_options).argmax(dim=-1)
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
         return predicted == truth[:, None]
 
@@ -358,7 +390,7 @@ class SeViLA(BaseModel):
     def _loss_refine_localizer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
         feats = self.encode_frames(samples["video"])
         with self.frozen_role(self.stage.frozen_role):
-            labels = self.pseudo_labels(feats, samples["qa_input"], samples["qa_output"])
+            labels = self.pseudo_labels(feats, samples["qa_input"], samples["qa_output"], samples.get("num_options"))
         loss = self.localizer_loss(feats, samples["loc_input"], labels)
         return {"loss": loss, "pseudo_yes_rate": labels.float().mean()}
 
@@ -379,7 +411,9 @@ class SeViLA(BaseModel):
         """One record per question of the batch (see EVAL_MODES).
 
         Rows with ``video_ok`` False (unreadable video kept for counting) never reach the
-        model: their prediction is -1 (unanswered), never a guess.
+        model: their prediction is -1 (unanswered), never a guess.  ``num_options`` is how
+        many letters are read (default: the batch's largest ``samples["num_options"]``, else
+        ``answer_num``); each row then chooses only among its own ``num_options`` letters.
         """
         if mode not in EVAL_MODES:
             raise ValueError(f"unknown evaluation mode {mode!r}; available: {EVAL_MODES}")
@@ -396,12 +430,24 @@ class SeViLA(BaseModel):
         pick = torch.tensor(rows, device=video.device)
         feats = self.encode_frames(video.index_select(0, pick))
         take = lambda key: [samples[key][i] for i in rows]  # noqa: E731
-        outputs = getattr(self, f"_predict_{mode}")(feats, take, num_options)
+        counts = None
+        if samples.get("num_options") is not None:
+            counts = torch.as_tensor(take("num_options"), dtype=torch.long)
+            num_options = num_options or int(counts.max()) or None
+            counts = option_counts(counts, len(self.letter_ids(num_options)))
+        outputs = getattr(self, f"_predict_{mode}")(feats, take, num_options, counts)
         for row, out in zip(rows, outputs):
             records[row].update(out)
         return records
 
-    def _predict_chain(self, feats, take, num_options) -> list[dict[str, Any]]:
+    @staticmethod
+    def _own_options(logits: torch.Tensor, counts: torch.Tensor | None) -> list[torch.Tensor]:
+        """Each row's letter logits cut to its own option count (masked argmax, finite scores)."""
+        if counts is None:
+            return list(logits)
+        return [row[..., : int(n)] for row, n in zip(logits, counts.tolist())]
+
+    def _predict_chain(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         chosen, scores = self.keyframes(feats, take("loc_input"))
         logits = self.answer_logits(self.gather_frames(feats, chosen), take("qa_input"), num_options)
         return [
@@ -412,39 +458,42 @@ class SeViLA(BaseModel):
                 "keyframe_scores": yes[idx].tolist(),
                 "frame_scores": yes.tolist(),
             }
-            for row, idx, yes in zip(logits, chosen, scores.yes)
+            for row, idx, yes in zip(self._own_options(logits, counts), chosen, scores.yes)
         ]
 
-    def _predict_chain_single(self, feats, take, num_options) -> list[dict[str, Any]]:
+    def _predict_chain_single(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         chosen, scores = self.keyframes(feats, take("loc_input"), k=1)
         logits = self.answer_logits_per_frame(self.gather_frames(feats, chosen), take("qa_input"), num_options)[:, 0]
         return [
             {"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": idx.tolist(),
              "frame_scores": yes.tolist()}
-            for row, idx, yes in zip(logits, chosen, scores.yes)
+            for row, idx, yes in zip(self._own_options(logits, counts), chosen, scores.yes)
         ]
 
-    def _predict_uniform(self, feats, take, num_options) -> list[dict[str, Any]]:
+    def _predict_uniform(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         logits = self.answer_logits(feats, take("qa_input"), num_options)
         frames = list(range(feats.shape[1]))
-        return [{"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": frames} for row in logits]
+        return [
+            {"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": frames}
+            for row in self._own_options(logits, counts)
+        ]
 
-    def _predict_per_frame(self, feats, take, num_options) -> list[dict[str, Any]]:
+    def _predict_per_frame(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         logits = self.answer_logits_per_frame(feats, take("qa_input"), num_options)  # [B, T, A]
-        per_frame = logits.argmax(dim=-1)
         out = []
-        for votes, answer in zip(per_frame, take("answer_idx")):
-            counts = torch.bincount(votes, minlength=logits.shape[-1])
+        for row, answer in zip(self._own_options(logits, counts), take("answer_idx")):
+            votes = row.argmax(dim=-1)  # [T], each frame's answer among the row's own options
+            tally = torch.bincount(votes, minlength=row.shape[-1])
             out.append(
                 {
-                    "prediction": int(counts.argmax()),  # majority; ties -> lowest option index
+                    "prediction": int(tally.argmax()),  # majority; ties -> lowest option index
                     "frame_predictions": votes.tolist(),
                     "oracle_correct": bool((votes == int(answer)).any()),
                 }
             )
         return out
 
-    def _predict_localize(self, feats, take, num_options) -> list[dict[str, Any]]:
+    def _predict_localize(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         scores = self.frame_logits(feats, take("loc_input"))
         return [{"yes_logits": yes.tolist(), "no_logits": no.tolist()} for yes, no in zip(scores.yes, scores.no)]
 

@@ -2,15 +2,19 @@
 
 Each case also checks resuming: 2 steps, then resume to 4, must equal 4 straight steps,
 and evaluation must count each test question exactly once (5 questions over 2 ranks).
+Training and evaluating from WebDataset shards under torchrun checks what each rank
+trained on and predicted.  No fixed ports: torchrun --standalone picks its own.
 """
 import json
+from collections import Counter
+
 import pytest
 import torch
 
 from lavis_sevila.models import checkpoint as ckpt
-from training_helpers import PROJECT, make_data, python, run_module, stage_options
-
-TORCHRUN = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"]
+from training_helpers import (
+    PROJECT, REPO, TORCHRUN_2, build_shards, free_port, make_data, python, run_module, stage_options,
+)
 
 
 @pytest.fixture(scope="module")
@@ -18,15 +22,15 @@ def data(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("synthetic"), train=16, val=0, test=5)
 
 
-def _launch(kind: str, options: list[str], port: int):
+def _launch(kind: str, options: list[str]):
     train = ["--cfg-path", str(PROJECT / "finetune_answerer.yaml"), "--options", *options]
     if kind == "python":
         args = [python(), "-m", "lavis_sevila.train", *train]
     elif kind == "deepspeed":
-        args = [python(), "-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port", str(port),
+        args = [python(), "-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port", str(free_port()),
                 "--module", "lavis_sevila.train", *train]
     else:
-        args = [python(), *TORCHRUN, str(port), "-m", "lavis_sevila.train", *train]
+        args = [python(), *TORCHRUN_2, "-m", "lavis_sevila.train", *train]
     return run_module(args, env_extra={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"})
 
 
@@ -53,16 +57,15 @@ PARAMS = [
 @pytest.mark.parametrize("case,resume", PARAMS)
 def test_multi_process_training_resume_and_exact_once_evaluation(case, resume, data, tmp_path):
     launcher, extra = CASES[case]
-    port = 29500 + list(CASES).index(case) * 7 + 3 * resume
     common = [*extra, "run.batch_size_train=2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    _launch(launcher, stage_options(data, straight, "finetune_answerer", *common, "run.max_steps=4"), port)
+    _launch(launcher, stage_options(data, straight, "finetune_answerer", *common, "run.max_steps=4"))
     _check_evaluation(straight, 2 if launcher == "torchrun" else 1)
     if not resume:
         return
-    _launch(launcher, stage_options(data, resumed, "finetune_answerer", *common, "run.max_steps=2", "run.test_splits=[]"), port + 1)
+    _launch(launcher, stage_options(data, resumed, "finetune_answerer", *common, "run.max_steps=2", "run.test_splits=[]"))
     _launch(launcher, stage_options(data, resumed, "finetune_answerer", *common, "run.max_steps=4",
-                                    "run.resume_ckpt_path=auto"), port + 2)
+                                    "run.resume_ckpt_path=auto"))
     a = ckpt.read_checkpoint(straight / "checkpoint_final.pth")
     b = ckpt.read_checkpoint(resumed / "checkpoint_final.pth")
     assert a["manifest"]["iteration"] == b["manifest"]["iteration"] == 4
@@ -77,3 +80,39 @@ def _check_evaluation(straight, world):
     ids = [json.loads(line)["question_id"] for line in lines]
     assert len(ids) == len(set(ids)) == 5
     assert json.loads((straight / "versions.json").read_text())["world_size"] == world
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_torchrun_from_shards_gives_each_rank_its_own_share(workers, tmp_path):
+    """2 ranks, gloo, train + evaluate from shards: disjoint shares, each question once.
+
+    The datasets are built before the runner starts; they must still split the shards by
+    the rank they run on (each rank streamed every shard before, training on the data twice).
+    """
+    data = make_data(tmp_path / "synthetic", train=16, val=0, test=6)
+    train_shards = build_shards(data, "train", tmp_path / "shards_train", min_shards=4)  # 4 x 4 clips
+    test_shards = build_shards(data, "test", tmp_path / "shards_test", min_shards=4)  # 3 x 2 clips
+    assert [s["clips"] for s in train_shards.shards] == [4, 4, 4, 4]
+    out = tmp_path / "run"
+    key = "datasets.sevila_synthetic.build_info.shards"
+    options = stage_options(data, out, "finetune_answerer", "run.batch_size_train=2", "run.batch_size_eval=2",
+                            f"{key}.train={train_shards.root}", f"{key}.test={test_shards.root}",
+                            f"run.num_workers={workers}")  # DataLoader workers must see the rank too
+    run_module([python(), *TORCHRUN_2, str(REPO / "tests" / "distributed_probe.py"),
+                "--cfg-path", str(PROJECT / "finetune_answerer.yaml"), "--options", *options],
+               env_extra={"OMP_NUM_THREADS": "1"})
+    probes = [json.loads((out / f"probe_rank{rank}.json").read_text()) for rank in (0, 1)]
+    train_ids = [json.loads(line)["qid"] for line in (data / "train.jsonl").read_text().splitlines()]
+    test_ids = [json.loads(line)["qid"] for line in (data / "test.jsonl").read_text().splitlines()]
+    trained = [set(probe["trained"]) for probe in probes]
+    assert not trained[0] & trained[1], "a training question was streamed by both ranks"
+    assert Counter(q for probe in probes for q in probe["trained"]) == Counter(train_ids)  # each exactly once
+    predicted = [set(probe["predicted"]) for probe in probes]
+    assert not predicted[0] & predicted[1], "a test question was predicted by both ranks"
+    assert Counter(q for probe in probes for q in probe["predicted"]) == Counter(test_ids)
+    assert all(probe["trained"] and probe["predicted"] for probe in probes), "a rank had no data"
+    assert not any(probe["group_alive_after_run"] for probe in probes)  # destroyed on the way out
+    lines = (out / "result" / "predictions_test_final.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["question_id"] for line in lines) == sorted(test_ids)
+    [record] = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert record["seen"] == 16 and record["iteration"] == 4  # 8 questions per rank, batches of 2

@@ -67,6 +67,7 @@ def deepspeed_safe_globals() -> list[type]:
 @registry.register_runner("runner_deepspeed")
 class DeepSpeedRunner(SeViLARunner):
     engine = None
+    needs_process_group = True  # a plain `python -m` run has no launcher: a one-process group
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,7 +86,6 @@ class DeepSpeedRunner(SeViLARunner):
         import deepspeed
 
         if self.engine is None:
-            distributed.ensure_process_group(self.device)  # a plain `python -m` run has no launcher
             groups = [group for group in self.param_groups() if group["params"]]
             self.engine, self._optimizer, _, _ = deepspeed.initialize(
                 model=self.model, model_parameters=groups, config=self.ds_config

@@ -77,6 +77,23 @@ def check_options(options: Sequence[str]) -> list[str]:
     return list(options)
 
 
+def task_from_settings(cfg, settings):
+    """The task, built from the settings already read (LAVIS's ``setup_task(cfg)`` would
+    read ``run`` again); LAVIS's own tasks are set up as LAVIS does."""
+    from lavis import tasks
+    from lavis.common.registry import registry
+
+    from lavis_sevila.tasks.base import SevilaTask
+
+    task_cls = registry.get_task_class(settings.task)
+    if task_cls is None:
+        known = sorted(registry.mapping.get("task_name_mapping", {}))
+        raise ValueError(f"unknown run.task {settings.task!r}; known: {', '.join(known)}")
+    if issubclass(task_cls, SevilaTask):
+        return task_cls(output_dir=settings.output_dir, **settings.task_options())
+    return tasks.setup_task(cfg)
+
+
 def run(cfg_path: str, options: Sequence[str] = (), evaluate_only: bool = False) -> dict[str, Any]:
     """Build config, task, datasets, model and runner as LAVIS does, then train or evaluate.
 
@@ -87,7 +104,6 @@ def run(cfg_path: str, options: Sequence[str] = (), evaluate_only: bool = False)
     """
     import lavis_sevila  # noqa: F401  (registers the model, tasks, datasets, runners)
     from lavis.common.registry import registry
-    from lavis import tasks
 
     from lavis_sevila.runners import distributed
     from lavis_sevila.runners.runner_sevila import SeViLARunner, config_dict
@@ -105,7 +121,7 @@ def run(cfg_path: str, options: Sequence[str] = (), evaluate_only: bool = False)
         # before anything asks for rank/world: datasets split their shards by rank
         distributed.init_distributed(settings.device, need_group=getattr(runner_cls, "needs_process_group", False))
         seed_everything(settings.seed)  # same model initialisation on every rank
-        task = tasks.setup_task(cfg)
+        task = task_from_settings(cfg, settings)
         datasets = task.build_datasets(cfg)
         model = task.build_model(cfg)
         job_id = datetime.now().strftime("%Y%m%d%H%M%S")

@@ -362,7 +362,7 @@ class SeViLARunner:
                 progress.update(1)
                 progress.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{lr:.2e}", epoch=epoch)
                 every = self.settings.save_every_steps
-                if every and self.iteration % every == 0 and (step + 1) % accum == 0:
+                if every and (step + 1) % accum == 0 and self.iteration % (every * accum) == 0:
                     self.save_resumable(epoch, step + 1)
             summed = SkipCounter()  # over ranks; `skips` stays this rank's (a checkpoint holds those)
             summed.seen, summed.skipped = (int(n) for n in distributed.sum_over_ranks([skips.seen, skips.skipped]))

@@ -2,15 +2,16 @@
 
 LAVIS keeps run options as free-form keys read wherever they are needed; here they are
 one dataclass, read once by the entry point before anything is built, so a misspelt
-option fails at start-up instead of being ignored.  Every field is read by the runner;
-the two keys the task reads (LAVIS tasks read their options from ``run``) are checked by
-name here and by value in the task's ``setup_task``.
+option fails at start-up instead of being ignored.  The entry point builds the task from
+it too (:meth:`RunSettings.task_options`): every field is read, by the runner or the task.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from lavis_sevila.tasks.metrics.spans import SPAN_THRESHOLD
 
 
 @dataclass
@@ -43,8 +44,12 @@ class RunSettings:
     valid_splits: list[str] = field(default_factory=list)
     test_splits: list[str] = field(default_factory=list)
     evaluate: bool = False
+    # evaluation, read by the task: videoqa's mode (chain | chain_single | uniform |
+    # per_frame) and moment_retrieval's "no" frames allowed inside a span
+    inference: str = "chain"
+    span_threshold: int = SPAN_THRESHOLD
     # bookkeeping
-    save_every_steps: int = 0  # 0 = at the end of each epoch only
+    save_every_steps: int = 0  # optimizer steps between resumable checkpoints; 0 = end of each epoch only
     resume_ckpt_path: str | None = None  # a checkpoint_last.pth, or "auto" (output_dir's, if any)
     max_skip_fraction: float = 0.01  # unreadable training samples allowed per epoch
     tensorboard: bool = True
@@ -61,17 +66,25 @@ class RunSettings:
     @classmethod
     def from_config(cls, run: Mapping[str, Any]) -> "RunSettings":
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(run) - fields - set(TASK_KEYS))
+        unknown = sorted(set(run) - fields)
         if unknown:
-            known = ", ".join(sorted(fields | set(TASK_KEYS)))
+            known = ", ".join(sorted(fields))
             raise ValueError(f"unknown run option(s): {', '.join('run.' + k for k in unknown)}; known: {known}")
         if "task" not in run:
             raise ValueError("run.task is not set (videoqa or moment_retrieval)")
-        settings = cls(**{k: v for k, v in run.items() if k in fields})
+        settings = cls(**dict(run))
+        for task, keys in TASK_KEYS.items():
+            stray = [key for key in keys if key in run and settings.task != task]
+            if stray:
+                raise ValueError(f"run.{stray[0]} is an option of the {task} task; this config's run.task is "
+                                 f"{settings.task!r}: remove it")
         if len(settings.train_splits) > 1:
             raise ValueError(f"run.train_splits={list(settings.train_splits)}: train on one split")
         if settings.max_steps is not None and settings.max_steps < 1:
             raise ValueError(f"run.max_steps must be >= 1 (optimizer steps), got {settings.max_steps}")
+        if isinstance(settings.span_threshold, bool) or not isinstance(settings.span_threshold, int) \
+                or settings.span_threshold < 0:
+            raise ValueError(f"run.span_threshold must be an integer >= 0, got {settings.span_threshold!r}")
         if settings.accum_grad_iters < 1:
             raise ValueError(f"run.accum_grad_iters must be >= 1, got {settings.accum_grad_iters}")
         return settings
@@ -89,6 +102,10 @@ class RunSettings:
         return self.train_splits[0]
 
 
-# run keys read by the task, not the runner: videoqa's inference mode
-# (chain | chain_single | uniform | per_frame) and moment_retrieval's span threshold
-TASK_KEYS = ("inference", "span_threshold")
+    def task_options(self) -> dict[str, Any]:
+        """The task's own constructor arguments (our tasks; LAVIS's take none)."""
+        return {key: getattr(self, key) for key in TASK_KEYS.get(self.task, ())}
+
+
+# run keys that belong to one task (its constructor's arguments, besides output_dir)
+TASK_KEYS = {"videoqa": ("inference",), "moment_retrieval": ("span_threshold",)}

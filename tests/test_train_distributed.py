@@ -82,7 +82,7 @@ def _check_evaluation(straight, world):
     assert json.loads((straight / "versions.json").read_text())["world_size"] == world
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [1, pytest.param(0, marks=pytest.mark.slow)])
 def test_torchrun_from_shards_gives_each_rank_its_own_share(workers, tmp_path):
     """2 ranks, gloo, train + evaluate from shards: disjoint shares, each question once.
 
@@ -98,10 +98,7 @@ def test_torchrun_from_shards_gives_each_rank_its_own_share(workers, tmp_path):
     options = stage_options(data, out, "finetune_answerer", "run.batch_size_train=2", "run.batch_size_eval=2",
                             f"{key}.train={train_shards.root}", f"{key}.test={test_shards.root}",
                             f"run.num_workers={workers}")  # DataLoader workers must see the rank too
-    run_module([python(), *TORCHRUN_2, str(REPO / "tests" / "distributed_probe.py"),
-                "--cfg-path", str(PROJECT / "finetune_answerer.yaml"), "--options", *options],
-               env_extra={"OMP_NUM_THREADS": "1"})
-    probes = [json.loads((out / f"probe_rank{rank}.json").read_text()) for rank in (0, 1)]
+    probes = _probe("train", out, ["--cfg-path", str(PROJECT / "finetune_answerer.yaml"), "--options", *options])
     train_ids = [json.loads(line)["qid"] for line in (data / "train.jsonl").read_text().splitlines()]
     test_ids = [json.loads(line)["qid"] for line in (data / "test.jsonl").read_text().splitlines()]
     trained = [set(probe["trained"]) for probe in probes]
@@ -111,8 +108,33 @@ def test_torchrun_from_shards_gives_each_rank_its_own_share(workers, tmp_path):
     assert not predicted[0] & predicted[1], "a test question was predicted by both ranks"
     assert Counter(q for probe in probes for q in probe["predicted"]) == Counter(test_ids)
     assert all(probe["trained"] and probe["predicted"] for probe in probes), "a rank had no data"
-    assert not any(probe["group_alive_after_run"] for probe in probes)  # destroyed on the way out
+    assert all((p["created"], p["destroyed"], p["group_alive_after_run"]) == (1, 1, False) for p in probes)
     lines = (out / "result" / "predictions_test_final.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["question_id"] for line in lines) == sorted(test_ids)
     [record] = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert record["seen"] == 16 and record["iteration"] == 4  # 8 questions per rank, batches of 2
+
+
+def _probe(entry: str, out, argv: list[str]) -> list[dict]:
+    """Run tests/distributed_probe.py under torchrun (2 ranks); each rank's record."""
+    run_module([python(), *TORCHRUN_2, str(REPO / "tests" / "distributed_probe.py"), entry, str(out), *argv],
+               env_extra={"OMP_NUM_THREADS": "1"})
+    return [json.loads((out / f"probe_rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def test_pipeline_under_torchrun_holds_one_process_group_for_all_steps(data, tmp_path):
+    """Train, then evaluate, in one launch: one group created before the first step's data,
+    shared by both steps, destroyed once at the end."""
+    out = tmp_path / "pipeline"
+    options = stage_options(data, out, "finetune_answerer", "run.batch_size_train=2", "run.max_steps=1")
+    spec = {"pipeline": {"output_dir": str(out), "options": options, "steps": [
+        {"name": "finetune_answerer", "cfg": str(PROJECT / "finetune_answerer.yaml")},
+        {"name": "eval", "cfg": str(PROJECT / "eval_qa.yaml"), "evaluate": True, "inputs": ["finetune_answerer"]},
+    ]}}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    probes = _probe("pipeline", out, ["--cfg-path", str(path)])
+    assert all((p["created"], p["destroyed"], p["group_alive_after_run"]) == (1, 1, False) for p in probes)
+    results = json.loads((out / "pipeline_results.json").read_text())
+    assert results["eval"]["test"]["total"] == 5
+    assert len(probes[0]["trained"]) == len(probes[1]["trained"]) == 2  # one step of 2 per rank

@@ -57,10 +57,12 @@ PARAMS = [
 @pytest.mark.parametrize("case,resume", PARAMS)
 def test_multi_process_training_resume_and_exact_once_evaluation(case, resume, data, tmp_path):
     launcher, extra = CASES[case]
-    common = [*extra, "run.batch_size_train=2"]
+    common = [*extra, "run.batch_size_train=2", "run.save_every_steps=1"]  # older ZeRO sets must go
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     _launch(launcher, stage_options(data, straight, "finetune_answerer", *common, "run.max_steps=4"))
     _check_evaluation(straight, 2 if launcher == "torchrun" else 1)
+    if "run.runner=runner_deepspeed" in extra:
+        _check_zero_set(straight, 2 if launcher == "torchrun" else 1)
     if not resume:
         return
     _launch(launcher, stage_options(data, resumed, "finetune_answerer", *common, "run.max_steps=2", "run.test_splits=[]"))
@@ -71,6 +73,14 @@ def test_multi_process_training_resume_and_exact_once_evaluation(case, resume, d
     assert a["manifest"]["iteration"] == b["manifest"]["iteration"] == 4
     for key in a["model"]:
         assert torch.allclose(a["model"][key], b["model"][key], rtol=0, atol=1e-6), key
+
+
+def _check_zero_set(out, world):
+    """One ZeRO partition per rank, stamped with the iteration checkpoint_last.pth names."""
+    stamp = torch.load(out / "checkpoint_last.pth", weights_only=True)["zero_stamp"]
+    assert stamp == 4
+    names = sorted(path.name for path in out.glob("checkpoint_last.zero_rank*"))
+    assert names == [f"checkpoint_last.zero_rank{rank}.iter4.pth" for rank in range(world)]
 
 
 def _check_evaluation(straight, world):

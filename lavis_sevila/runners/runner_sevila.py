@@ -75,6 +75,13 @@ class SeViLARunner:
         self.task.output_dir = self.output_dir
         self.model = model.to(self.device)
         self.splits = self._splits_by_name(datasets)
+        wanted = self.settings.valid_splits + self.settings.test_splits
+        if not self.settings.evaluate:
+            wanted = self.settings.train_splits + wanted
+        absent = [split for split in wanted if split not in self.splits]
+        if absent:  # found now, not after training
+            raise ValueError(f"run uses split(s) {absent} that were not built (their annotations are switched off?); "
+                             f"built: {sorted(self.splits)}")
         self.iteration = 0
         self.start = (0, 0)  # (epoch, step in epoch) to continue from
         self.best_metric: float | None = None

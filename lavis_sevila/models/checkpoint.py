@@ -191,12 +191,48 @@ def save_checkpoint(
     """
     state = trainable_state(model)
     payload = {"model": state, "manifest": manifest_for(state, **dict(info or {})), **extra}
+    return atomic_save(payload, path)
+
+
+def atomic_save(payload: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` that never leaves a half-written file under ``path``.
+
+    Written to a temporary name in the same folder, flushed to disk, then renamed over
+    ``path`` (a rename is atomic), so a reader finds the old file or the new one, whole.
+    Written through a Python file, so a full disk is an ``OSError`` naming the path (not
+    the C++ writer's bare "basic_ios::clear").
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    torch.save(payload, partial)
-    os.replace(partial, path)
+    partial = path.with_name(f"{path.name}.part{os.getpid()}")
+    try:
+        with open(partial, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, f"{error.strerror or error} while writing checkpoint {path}") from error
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every file system allows it)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

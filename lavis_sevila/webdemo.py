@@ -149,34 +149,38 @@ class Demo:
         keyframes = _form_int(fields, "keyframes", self.model.config.num_keyframes)
         with tempfile.TemporaryDirectory(dir=self.workdir.name) as scratch:
             if fields.get("action", FormField(b"")).text == "example":
-                video, shown = self.example, "the synthetic example"
+                video, name = self.example, "the synthetic example"
+                shown = name
             else:
-                video, shown = self._save_upload(fields.get("video"), Path(scratch))
+                video, name = self._save_upload(fields.get("video"), Path(scratch))
+                shown = repr(name)  # quoted in messages
             try:
                 self.check_duration(video, shown)
                 with self.lock:  # one model, one matplotlib: one request at a time
                     explanation, clip = explain(self.model, video, question, choices, frames, keyframes,
                                                 model_type=self.model_type)
-                    explanation.video = shown
+                    explanation.video = name
                     sheet = render(explanation, clip)
             except VideoReadError as error:
                 reason = error.reason.replace(f": '{video}'", "").replace(str(video), "the file")  # no server paths
+                reason = re.sub(r"\[Errno -?\d+\] ", "", reason)
                 raise UploadError(f"{shown} could not be read as a video: {reason}. "
                                   "Upload a video file (mp4, webm, mkv, avi, mov ...).") from error
         return explanation, "data:image/png;base64," + base64.b64encode(sheet.png).decode("ascii")
 
     def _save_upload(self, upload: FormField | None, scratch: Path) -> tuple[Path, str]:
+        """Write the uploaded file into ``scratch``; return its path and the name the user gave it."""
         if upload is None or upload.filename is None or (not upload.filename and not upload.value):
             raise UploadError("choose a video file first, or press \"Try the synthetic example\"")
-        shown = repr(Path(upload.filename).name or "the upload")
+        name = Path(upload.filename).name or "the upload"
         if not upload.value:
-            raise UploadError(f"{shown} is empty (0 bytes)")
+            raise UploadError(f"{name!r} is empty (0 bytes)")
         if len(upload.value) > self.max_upload_bytes:
             raise too_large(len(upload.value), self.max_upload_bytes)
         suffix = Path(upload.filename).suffix.lower()
         path = scratch / ("upload" + (suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""))
         path.write_bytes(upload.value)
-        return path, shown
+        return path, name
 
 
 def too_large(size: int, limit: int) -> UploadError:
@@ -261,7 +265,7 @@ def _result(explanation: Explanation, image: str) -> str:
      &mdash; {e.probabilities[e.answer_index]:.1%}</p>
   <p>Question: {html.escape(e.question)} <br>Video: {html.escape(e.video)} ({e.duration:.2f} s, {len(e.frame_times)} frames sampled)</p>
   <table id="probabilities">{rows}</table>
-  <p id="keyframes">Keyframes: {keys}</p>
+  <p id="keyframe-times">Keyframes: {keys}</p>
   <p>Weights: {html.escape(e.weights)}</p>{note}
   <img id="contact-sheet" alt="contact sheet: sampled frames, keyframes framed, localizer scores" src="{image}">
 </section>

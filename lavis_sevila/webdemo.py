@@ -38,7 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from lavis_sevila.answer import (
-    DEFAULT_FRAMES, MAX_CHOICES, MAX_FRAMES, Explanation, InputError, add_model_arguments, explain, load_model, render,
+    DEFAULT_FRAMES, MAX_CHOICES, MAX_FRAMES, Explanation, InputError, add_model_arguments, check_question, explain, load_model,
+    render,
 )
 from lavis_sevila.data.prompts import option_letter
 
@@ -147,6 +148,7 @@ class Demo:
         choices = [fields[f"choice{j}"].text for j in range(MAX_CHOICES) if f"choice{j}" in fields]
         frames = _form_int(fields, "frames", self.default_frames)
         keyframes = _form_int(fields, "keyframes", self.model.config.num_keyframes)
+        check_question(question, choices, frames, keyframes)  # before touching the upload
         with tempfile.TemporaryDirectory(dir=self.workdir.name) as scratch:
             if fields.get("action", FormField(b"")).text == "example":
                 video, name = self.example, "the synthetic example"

@@ -96,14 +96,18 @@ def check_question(question: str, choices: Sequence[str], num_frames: int, num_k
 
 
 def describe_weights(model: Any) -> str:
-    """One line: which weight groups were loaded from where, or that the weights are random."""
+    """One line: which weight groups were loaded from where, and which kept random values."""
+    from lavis_sevila.models.checkpoint import group_of
+
     sources = dict(model.weight_sources)
     if not sources:
         return "random initialisation (no weights loaded): the answer is not meaningful"
     by_source: dict[str, list[str]] = {}
     for group, source in sources.items():
         by_source.setdefault(source, []).append(group)
-    return "; ".join(f"{', '.join(sorted(groups))} <- {source}" for source, groups in by_source.items())
+    line = "; ".join(f"{', '.join(sorted(groups))} <- {source}" for source, groups in by_source.items())
+    unloaded = sorted({group_of(key) for key in model.state_dict()} - set(sources))
+    return line + (f"; random: {', '.join(unloaded)}" if unloaded else "")
 
 
 def load_model(model_type: str = "tiny", checkpoints: Sequence[str] = (), device: str | None = None, seed: int = 0):

@@ -149,3 +149,31 @@ def test_multipart_parsing_keeps_binary_file_bytes_exactly():
     fields = parse_multipart(body, ctype)
     assert fields["video"].value == data and fields["video"].filename == "v.bin"
     assert fields["question"].text == "q?" and fields["question"].filename is None
+
+
+@pytest.mark.timeout(180)  # bounds the readline below if the server never starts
+def test_the_entry_point_serves_on_127_0_0_1_at_a_free_port():
+    """``python -m lavis_sevila.webdemo --port 0``: prints its address, serves the page, stops on SIGINT."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen([sys.executable, "-m", "lavis_sevila.webdemo", "--port", "0"], cwd=repo, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = process.stdout.readline()  # the first stdout line is the address (logs go to stderr)
+        match = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line
+        with urllib.request.urlopen(match.group(1), timeout=60) as response:
+            assert response.status == 200 and "SeViLA" in response.read().decode()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        process.stdout.close()

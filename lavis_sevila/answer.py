@@ -71,6 +71,7 @@ class Explanation:
     duration: float
     model_type: str  # as given to load_model ("" when unknown)
     weights: str  # where the weights came from, one line
+    random_groups: list[str]  # weight groups left at their random initialisation
 
     @property
     def answer(self) -> str:
@@ -95,10 +96,15 @@ def check_question(question: str, choices: Sequence[str], num_frames: int, num_k
     return question, cleaned
 
 
-def describe_weights(model: Any) -> str:
-    """One line: which weight groups were loaded from where, and which kept random values."""
+def random_groups(model: Any) -> list[str]:
+    """The state-dict groups no weights were loaded for (they keep their random initialisation)."""
     from lavis_sevila.models.checkpoint import group_of
 
+    return sorted({group_of(key) for key in model.state_dict()} - set(model.weight_sources))
+
+
+def describe_weights(model: Any) -> str:
+    """One line: which weight groups were loaded from where, and which kept random values."""
     sources = dict(model.weight_sources)
     if not sources:
         return "random initialisation (no weights loaded): the answer is not meaningful"
@@ -106,7 +112,7 @@ def describe_weights(model: Any) -> str:
     for group, source in sources.items():
         by_source.setdefault(source, []).append(group)
     line = "; ".join(f"{', '.join(sorted(groups))} <- {source}" for source, groups in by_source.items())
-    unloaded = sorted({group_of(key) for key in model.state_dict()} - set(sources))
+    unloaded = random_groups(model)
     return line + (f"; random: {', '.join(unloaded)}" if unloaded else "")
 
 
@@ -158,6 +164,7 @@ def explain(model: Any, video: str | os.PathLike, question: str, choices: Sequen
         duration=float(clip.duration),
         model_type=model_type,
         weights=describe_weights(model),
+        random_groups=random_groups(model),
     )
     return explanation, clip
 
@@ -166,7 +173,6 @@ def render(explanation: Explanation, clip: Any, title: str | None = None):
     """The contact sheet of one explanation (a :class:`~lavis_sevila.visualize.ContactSheet`)."""
     from lavis_sevila.visualize import render_contact_sheet
 
-    random_weights = explanation.weights.startswith("random")
     return render_contact_sheet(
         clip.frames.numpy(),
         scores=explanation.frame_scores,
@@ -178,8 +184,17 @@ def render(explanation: Explanation, clip: Any, title: str | None = None):
         answer_index=explanation.answer_index,
         title=title or f"{Path(explanation.video).name}: SeViLA ({explanation.model_type}), "
         f"{len(explanation.frame_times)} frames -> {len(explanation.keyframes)} keyframes",
-        note="random weights: the scores and the answer are not meaningful" if random_weights else "",
+        note=weights_note(explanation),
     )
+
+
+def weights_note(explanation: Explanation) -> str:
+    """A warning when some weights are random (empty when every group was loaded)."""
+    if not explanation.random_groups:
+        return ""
+    if explanation.weights.startswith("random"):
+        return "random weights: the scores and the answer are not meaningful"
+    return f"not loaded, left random: {', '.join(explanation.random_groups)}"
 
 
 def format_explanation(explanation: Explanation) -> str:

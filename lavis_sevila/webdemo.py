@@ -39,7 +39,7 @@ import numpy as np
 
 from lavis_sevila.answer import (
     DEFAULT_FRAMES, MAX_CHOICES, MAX_FRAMES, Explanation, InputError, add_model_arguments, check_question, explain, load_model,
-    render,
+    render, weights_note,
 )
 from lavis_sevila.data.prompts import option_letter
 
@@ -257,9 +257,8 @@ def _result(explanation: Explanation, image: str) -> str:
         for j, (choice, p) in enumerate(zip(e.choices, e.probabilities))
     )
     keys = ", ".join(f"{t:.2f} s (frame #{k})" for k, t in zip(e.keyframes, e.keyframe_times))
-    note = ('<p class="note">This model has random weights: the scores and the answer show the mechanics, '
-            "not a prediction. Start the demo with --checkpoint to load trained weights.</p>"
-            if e.weights.startswith("random") else "")
+    note = (f'<p class="note">Warning: {html.escape(weights_note(e))}. Start the demo with --checkpoint to load '
+            "trained weights.</p>" if e.random_groups else "")
     return f"""
 <section id="result">
   <h2>Answer</h2>

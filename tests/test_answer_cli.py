@@ -57,6 +57,7 @@ def test_json_output_and_a_loaded_checkpoint(video, tmp_path, capsys):
     assert len(data["keyframes"]) == 4 and len(data["frame_times"]) == 8
     assert data["weights"].startswith(f"Qformer_loc <- {tmp_path / 'loc.pth'}; random: ")
     assert "Qformer," in data["weights"] and data["contact_sheet"].endswith("flash_sevila.png")
+    assert "visual_encoder" in data["random_groups"] and "Qformer_loc" not in data["random_groups"]
     # the loaded localizer is the donor's: its scores differ from the seed-0 model's
     base = build_tiny(seed=0).score_frames(str(video), QUESTION, CHOICES, num_frames=8)
     assert not np.allclose(data["frame_scores"], base.tolist(), atol=1e-4)

@@ -1,6 +1,6 @@
 """The web demo in a real headless browser: Debian's Chromium driven by Playwright.
 
-``make install`` installs both (Playwright from the dev extras, Chromium with apt-get when run as
+``make test`` installs both (Playwright from the dev extras, Chromium with apt-get when run as
 root).  Elsewhere the test skips and says what is missing.  Playwright drives the system
 Chromium (``executable_path``); it never downloads a browser of its own.
 """
@@ -24,7 +24,7 @@ TIMEOUT_MS = 90_000  # generous: 2 shared CPU cores; nothing asserts on time
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (make install does it as root), "
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (`make test` does it when run as root), "
                     "or point SEVILA_CHROMIUM at one")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])

@@ -19,8 +19,8 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -49,16 +49,16 @@ class ContactSheet:
     keyframes: list[int]
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write the PNG atomically (a temporary file in the same folder, then a rename)."""
+        """Write the PNG atomically: a temporary file beside it (created with the usual
+        permissions, unlike ``mkstemp``'s 0600), then a rename."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(self.png)
+            tmp.write_bytes(self.png)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return path
 

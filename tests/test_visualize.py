@@ -1,5 +1,6 @@
 """The contact sheet: a real PNG of sane size, with exactly the keyframes framed."""
 import io
+import os
 
 import numpy as np
 import pytest
@@ -36,6 +37,9 @@ def test_png_is_written_with_sane_size_and_exactly_the_keyframes_framed(tmp_path
     path = sheet.write(tmp_path / "sub" / "sheet.png")
     assert path.read_bytes() == sheet.png and sheet.png.startswith(b"\x89PNG")
     assert not list(path.parent.glob("*.part"))  # the atomic write left nothing behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any file the user writes
     image = Image.open(path)
     assert image.format == "PNG" and image.size == (sheet.width, sheet.height)
     assert 1000 <= sheet.width <= 1600 and 600 <= sheet.height <= 3000

@@ -107,9 +107,29 @@ def check_windows(record: Annotation, clip: Clip) -> None:
         )
 
 
-def make_sample(record: Annotation, clip: Clip, vis_processor: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+def clip_key(record: Annotation, clip: Clip, vis_processor: Any, sampling: str | None) -> str:
+    """What names a clip's processed pixels for the ViT feature cache, "" when nothing does.
+
+    Video id, frame indices and the processor's ``cache_tag()``; empty (never cached) when
+    the frames or their processing are random: "random" frame sampling (training from raw
+    videos), a processor without a tag or whose tag is None (random crops), or an unknown
+    sampling.  See lavis_sevila.models.feature_cache.
+    """
+    tag = getattr(vis_processor, "cache_tag", None)
+    tag = tag() if callable(tag) else None
+    if sampling != "uniform" or tag is None:
+        return ""
+    indices = ",".join(str(int(i)) for i in np.asarray(clip.indices))
+    return f"{record.dataset}/{record.video}|frames={indices}|{tag}"
+
+
+def make_sample(
+    record: Annotation, clip: Clip, vis_processor: Callable[[torch.Tensor], torch.Tensor], sampling: str | None = None
+) -> dict:
     """The model's input for one question: processed frames, their times and labels, prompts.
 
+    ``sampling`` is how ``clip`` was sampled ("uniform" or "random"); it decides whether
+    the sample gets a ``clip_key`` for the feature cache (:func:`clip_key`).
     Raises WindowMismatchError when the record's windows do not fit the decoded video.
     """
     check_windows(record, clip)
@@ -127,6 +147,7 @@ def make_sample(record: Annotation, clip: Clip, vis_processor: Callable[[torch.T
         "timestamps": torch.as_tensor(np.asarray(clip.timestamps), dtype=torch.float32),
         "frame_labels": frame_labels(clip.timestamps, record.relevant_windows),
         **_text_fields(record),
+        "clip_key": clip_key(record, clip, vis_processor, sampling),
         "video_ok": True,
         "video_error": "",
     }
@@ -177,6 +198,7 @@ def unanswered_sample(record: Annotation, num_frames: int, image_size: int, reas
         "timestamps": torch.full((num_frames,), float(UNKNOWN), dtype=torch.float32),
         "frame_labels": torch.full((num_frames,), UNKNOWN, dtype=torch.long),
         **_text_fields(record),
+        "clip_key": "",  # the zero placeholder is never encoded, let alone cached
         "video_ok": False,
         "video_error": reason,
     }

@@ -348,7 +348,7 @@ class ShardDataset(wds.DataPipeline):
                 raise ShardIndexError(f"clip {meta['key']} in {raw.get('__url__')} disagrees with index.json")
             for record in records:
                 try:
-                    yield make_sample(record, clip, self.vis_processor)
+                    yield make_sample(record, clip, self.vis_processor, self.index.mode)
                 except EmptyWindowError as error:  # windows beyond the decoded end: as unreadable
                     yield unusable_sample(record, self.training, self.on_unreadable, self.n_frms, self.image_size, str(error))
 

@@ -129,7 +129,7 @@ class SevilaVideoDataset(Dataset):
     def __getitem__(self, index: int) -> dict | Skipped:
         record = self.annotation[index]
         try:
-            return make_sample(record, self.read(record), self.vis_processor)
+            return make_sample(record, self.read(record), self.vis_processor, self.sampling)
         except (VideoReadError, EmptyWindowError) as error:  # incl. windows beyond the decoded end
             return unusable_sample(record, self.training, self.on_unreadable, self.n_frms, self.image_size, str(error))
 

@@ -89,6 +89,10 @@ class SeViLAConfig:
     frozen_role_train_mode: bool = False
     # frames per LLM call when scoring frames (memory bound); None = all frames at once
     localizer_chunk_size: int | None = None
+    # ViT features kept per clip (models/feature_cache.py): an in-memory LRU of this many MiB
+    # (0 = off), and optionally a folder of safetensors files (e.g. beside the shards)
+    feature_cache_mb: float = 1024
+    feature_cache_dir: str | None = None
     # BLIP-2 checkpoint filling the answerer (URL or file; {"model": state_dict})
     pretrained: str | None = None
     # where the localizer starts: "answerer" copies the answerer's Q-Former, query tokens,
@@ -137,6 +141,10 @@ class SeViLAConfig:
         from lavis_sevila.models.keyframes import build_selector
 
         build_selector(self.keyframe_selection, self.keyframe_selection_args)  # names and args checked
+        if self.feature_cache_mb < 0:
+            raise ValueError(f"model.feature_cache_mb must be >= 0 (0 = off), got {self.feature_cache_mb}")
+        if self.localizer_chunk_size is not None and self.localizer_chunk_size < 1:
+            raise ValueError(f"model.localizer_chunk_size must be >= 1 or null, got {self.localizer_chunk_size}")
         if self.llm.dtype not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"model.llm.dtype must be bf16, fp16 or fp32, got {self.llm.dtype!r}")
         if self.vision.precision not in ("fp16", "fp32"):

@@ -30,6 +30,7 @@ from lavis_sevila.data import prompts
 from lavis_sevila.models import checkpoint as ckpt
 from lavis_sevila.models.config import SeViLAConfig
 from lavis_sevila.models.convert import copy_role, role_groups
+from lavis_sevila.models.feature_cache import FeatureCache, ModuleFingerprint, encode_unique
 from lavis_sevila.models.keyframes import build_selector
 from lavis_sevila.models.layout import PromptLayout
 from lavis_sevila.models.llm import LLMInputs, build_language_model
@@ -111,6 +112,11 @@ class SeViLA(BaseModel):
         self.select_keyframes = build_selector(config.keyframe_selection, config.keyframe_selection_args)
         self.stage = Stage.INFER
         self.weight_sources: dict[str, str] = {}
+        self.feature_cache = (
+            FeatureCache(int(config.feature_cache_mb * 2**20), config.feature_cache_dir)
+            if config.feature_cache_mb or config.feature_cache_dir else None
+        )
+        self._vit_fingerprint = ModuleFingerprint(self.visual_encoder, config.to_dict()["vision"])
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -219,8 +225,23 @@ class SeViLA(BaseModel):
             proj=getattr(self, self.proj_name + suffix),
         )
 
-    def encode_frames(self, video: torch.Tensor) -> torch.Tensor:
-        """ViT features [B, T, P, D] of a batch of videos [B, T, 3, H, W], computed once."""
+    def encode_frames(self, video: torch.Tensor, clip_keys: Sequence[str] | None = None) -> torch.Tensor:
+        """ViT features [B, T, P, D] of a batch of videos [B, T, 3, H, W], computed once.
+
+        With the batch's ``clip_key``s, each distinct clip is encoded once per batch and,
+        when the ViT is frozen, looked up in / stored into ``self.feature_cache``.
+        """
+        feats, clips = self.encode_clips(video, clip_keys)
+        return feats if clip_keys is None else feats.index_select(0, clips)
+
+    def encode_clips(self, video: torch.Tensor, clip_keys: Sequence[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the batch's distinct clips [U, T, P, D] and each row's clip [B] (feature_cache.py)."""
+        vit = self.visual_encoder
+        fixed = not vit.training and not any(p.requires_grad for p in vit.parameters())
+        cache = self.feature_cache if fixed else None
+        return encode_unique(self._encode_pixels, video, clip_keys if fixed else None, cache, self._vit_fingerprint)
+
+    def _encode_pixels(self, video: torch.Tensor) -> torch.Tensor:
         b, t = video.shape[:2]
         pixels = video.reshape(b * t, *video.shape[2:])
         weight = self.visual_encoder.patch_embed.proj.weight
@@ -271,15 +292,29 @@ class SeViLA(BaseModel):
         return self.layout.video(visual.reshape(*feats.shape[:2], *visual.shape[1:]), qa_texts)
 
     # -- localizer ---------------------------------------------------------------------
-    def frame_logits(self, feats: torch.Tensor, loc_texts: Sequence[str]) -> FrameLogits:
-        """Localizer "yes"/"no" logits at the first decoder step for every frame."""
-        b, t = feats.shape[:2]
+    def frame_logits(self, feats: torch.Tensor, loc_texts: Sequence[str], clips: torch.Tensor | None = None) -> FrameLogits:
+        """Localizer "yes"/"no" logits [B, T] at the first decoder step for every frame.
+
+        ``clips`` [B]: question b reads clip ``clips[b]`` of ``feats`` [U, T, P, D] (the
+        questions of one video share its frames; the localizer's Q-Former, which does not
+        read the text, then runs once per frame).  None: one clip per question.
+        ``localizer_chunk_size`` bounds the (frame, question) rows per LLM call.
+        """
+        t = feats.shape[1]
+        b = feats.shape[0] if clips is None else len(clips)
         text = self.layout.tokenize(loc_texts, feats.device).repeat(t)
         flat = feats.flatten(0, 1)
+        shared = None
+        if clips is not None:
+            shared = self.role_tokens(LOCALIZER, flat)  # [U*T, Q, D]
+            frame_of_row = (clips.to(feats.device)[:, None] * t + torch.arange(t, device=feats.device)).reshape(-1)
         chunk = self.config.localizer_chunk_size or b * t
         yes, no = [], []
         for start in range(0, b * t, chunk):
-            visual = self.role_tokens(LOCALIZER, flat[start : start + chunk])
+            if shared is None:
+                visual = self.role_tokens(LOCALIZER, flat[start : start + chunk])
+            else:
+                visual = shared.index_select(0, frame_of_row[start : start + chunk])
             inputs = self.layout.single_frame(visual, text.rows(start, start + chunk))
             (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
             yes.append(logits[:, self.token_ids.yes])
@@ -320,14 +355,24 @@ class SeViLA(BaseModel):
 
     # -- chains ------------------------------------------------------------------------
     @staticmethod
-    def gather_frames(feats: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Frames ``indices`` [B, k] of features [B, T, ...] -> [B, k, ...]."""
+    def gather_frames(feats: torch.Tensor, indices: torch.Tensor, clips: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames ``indices`` [B, k] of features [B, T, ...] -> [B, k, ...].
+
+        With ``clips`` [B], ``feats`` holds distinct clips [U, T, ...] and row b reads clip
+        ``clips[b]`` (see :meth:`frame_logits`).
+        """
+        if clips is not None:
+            t = feats.shape[1]
+            rows = clips.to(indices.device)[:, None] * t + indices
+            return feats.flatten(0, 1).index_select(0, rows.reshape(-1)).reshape(*indices.shape, *feats.shape[2:])
         index = indices.reshape(*indices.shape, *([1] * (feats.dim() - 2))).expand(-1, -1, *feats.shape[2:])
         return torch.gather(feats, 1, index)
 
-    def keyframes(self, feats: torch.Tensor, loc_texts: Sequence[str], k: int | None = None) -> tuple[torch.Tensor, FrameLogits]:
+    def keyframes(
+        self, feats: torch.Tensor, loc_texts: Sequence[str], k: int | None = None, clips: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, FrameLogits]:
         """Forward chain, first half: the localizer's top-k frames [B, k] in time order."""
-        scores = self.frame_logits(feats, loc_texts)
+        scores = self.frame_logits(feats, loc_texts, clips)
         return self.select_keyframes(scores.yes, k or self.config.num_keyframes), scores
 
     def pseudo_labels(
@@ -346,8 +391,9 @@ class SeViLA(BaseModel):
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
         target = self.layout.targets(targets, feats.device).repeat(t)
-        logits = self.llm.teacher_forced(inputs, target.ids, target.mask).logits
-        letters = logits[:, 1, self.letter_ids()].reshape(b, t, -1)
+        # only position 1's letter logits are read: the LLM computes nothing else
+        letters = self.llm.teacher_forced_token_logits(inputs, target.ids, target.mask, 1, self.letter_ids())
+        letters = letters.reshape(b, t, -1)
         predicted = self.mask_options(letters, num_options).argmax(dim=-1)
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
         return predicted == truth[:, None]
@@ -377,25 +423,25 @@ class SeViLA(BaseModel):
         labels = samples["frame_labels"]
         if (labels < 0).any():
             raise ValueError("pretrain_localizer needs per-frame labels (a moment dataset such as qvh)")
-        feats = self.encode_frames(samples["video"])
+        feats = self.encode_frames(samples["video"], samples.get("clip_key"))
         return {"loss": self.localizer_loss(feats, samples["loc_input"], labels.bool())}
 
     def _loss_finetune_answerer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
-        feats = self.encode_frames(samples["video"])
+        feats = self.encode_frames(samples["video"], samples.get("clip_key"))
         with self.frozen_role(self.stage.frozen_role):
             chosen, _ = self.keyframes(feats, samples["loc_input"])
         loss = self.answerer_loss(self.gather_frames(feats, chosen), samples["qa_input"], samples["qa_output"])
         return {"loss": loss}
 
     def _loss_refine_localizer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
-        feats = self.encode_frames(samples["video"])
+        feats = self.encode_frames(samples["video"], samples.get("clip_key"))
         with self.frozen_role(self.stage.frozen_role):
             labels = self.pseudo_labels(feats, samples["qa_input"], samples["qa_output"], samples.get("num_options"))
         loss = self.localizer_loss(feats, samples["loc_input"], labels)
         return {"loss": loss, "pseudo_yes_rate": labels.float().mean()}
 
     def _loss_answer_uniform(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
-        feats = self.encode_frames(samples["video"])
+        feats = self.encode_frames(samples["video"], samples.get("clip_key"))
         return {"loss": self.answerer_loss(feats, samples["qa_input"], samples["qa_output"])}
 
     _STAGE_LOSS: dict[Stage, Callable[["SeViLA", dict[str, Any]], dict[str, torch.Tensor]]] = {
@@ -406,7 +452,7 @@ class SeViLA(BaseModel):
     }
 
     # -- evaluation ----------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, samples: dict[str, Any], mode: str = "chain", num_options: int | None = None) -> list[dict[str, Any]]:
         """One record per question of the batch (see EVAL_MODES).
 
@@ -428,14 +474,15 @@ class SeViLA(BaseModel):
         if not rows:
             return records
         pick = torch.tensor(rows, device=video.device)
-        feats = self.encode_frames(video.index_select(0, pick))
         take = lambda key: [samples[key][i] for i in rows]  # noqa: E731
+        # the questions of one video share its frames: encoded once, read by each question
+        feats, clips = self.encode_clips(video.index_select(0, pick), take("clip_key") if "clip_key" in samples else None)
         counts = None
         if samples.get("num_options") is not None:
             counts = torch.as_tensor(take("num_options"), dtype=torch.long)
             num_options = num_options or int(counts.max()) or None
             counts = option_counts(counts, len(self.letter_ids(num_options)))
-        outputs = getattr(self, f"_predict_{mode}")(feats, take, num_options, counts)
+        outputs = getattr(self, f"_predict_{mode}")(feats, clips, take, num_options, counts)
         for row, out in zip(rows, outputs):
             records[row].update(out)
         return records
@@ -447,9 +494,9 @@ class SeViLA(BaseModel):
             return list(logits)
         return [row[..., : int(n)] for row, n in zip(logits, counts.tolist())]
 
-    def _predict_chain(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
-        chosen, scores = self.keyframes(feats, take("loc_input"))
-        logits = self.answer_logits(self.gather_frames(feats, chosen), take("qa_input"), num_options)
+    def _predict_chain(self, feats, clips, take, num_options, counts) -> list[dict[str, Any]]:
+        chosen, scores = self.keyframes(feats, take("loc_input"), clips=clips)
+        logits = self.answer_logits(self.gather_frames(feats, chosen, clips), take("qa_input"), num_options)
         return [
             {
                 "prediction": int(row.argmax()),
@@ -461,16 +508,18 @@ class SeViLA(BaseModel):
             for row, idx, yes in zip(self._own_options(logits, counts), chosen, scores.yes)
         ]
 
-    def _predict_chain_single(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
-        chosen, scores = self.keyframes(feats, take("loc_input"), k=1)
-        logits = self.answer_logits_per_frame(self.gather_frames(feats, chosen), take("qa_input"), num_options)[:, 0]
+    def _predict_chain_single(self, feats, clips, take, num_options, counts) -> list[dict[str, Any]]:
+        chosen, scores = self.keyframes(feats, take("loc_input"), k=1, clips=clips)
+        picked = self.gather_frames(feats, chosen, clips)
+        logits = self.answer_logits_per_frame(picked, take("qa_input"), num_options)[:, 0]
         return [
             {"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": idx.tolist(),
              "frame_scores": yes.tolist()}
             for row, idx, yes in zip(self._own_options(logits, counts), chosen, scores.yes)
         ]
 
-    def _predict_uniform(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
+    def _predict_uniform(self, feats, clips, take, num_options, counts) -> list[dict[str, Any]]:
+        feats = feats.index_select(0, clips)
         logits = self.answer_logits(feats, take("qa_input"), num_options)
         frames = list(range(feats.shape[1]))
         return [
@@ -478,7 +527,8 @@ class SeViLA(BaseModel):
             for row in self._own_options(logits, counts)
         ]
 
-    def _predict_per_frame(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
+    def _predict_per_frame(self, feats, clips, take, num_options, counts) -> list[dict[str, Any]]:
+        feats = feats.index_select(0, clips)
         logits = self.answer_logits_per_frame(feats, take("qa_input"), num_options)  # [B, T, A]
         out = []
         for row, answer in zip(self._own_options(logits, counts), take("answer_idx")):
@@ -493,8 +543,8 @@ class SeViLA(BaseModel):
             )
         return out
 
-    def _predict_localize(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
-        scores = self.frame_logits(feats, take("loc_input"))
+    def _predict_localize(self, feats, clips, take, num_options, counts) -> list[dict[str, Any]]:
+        scores = self.frame_logits(feats, take("loc_input"), clips)
         return [{"yes_logits": yes.tolist(), "no_logits": no.tolist()} for yes, no in zip(scores.yes, scores.no)]
 
     # -- public API (no config file needed) ------------------------------------------------

@@ -54,6 +54,12 @@ class SevilaVideoEvalProcessor(BaseProcessor):
         _check_frames(frames, self.image_size)
         return self.normalize(frames)
 
+    def cache_tag(self) -> str | None:
+        """Names this deterministic transform in ViT feature cache keys (None: random)."""
+        mean = ",".join(f"{m:.8g}" for m in self.mean.flatten().tolist())
+        std = ",".join(f"{s:.8g}" for s in self.std.flatten().tolist())
+        return f"{type(self).__name__}:{self.image_size}:mean={mean}:std={std}"
+
     @classmethod
     def from_config(cls, cfg=None):
         cfg = OmegaConf.create() if cfg is None else cfg
@@ -100,6 +106,9 @@ class SevilaVideoTrainProcessor(SevilaVideoEvalProcessor):
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         _check_frames(frames, self.image_size)
         return self.normalize(self.crop(frames))
+
+    def cache_tag(self) -> None:
+        return None  # a random crop per clip: its ViT features must never be cached
 
     @classmethod
     def config_kwargs(cls, cfg) -> dict:

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -87,6 +88,17 @@ class LanguageModel(ABC):
     @abstractmethod
     def teacher_forced(self, inputs: LLMInputs, target_ids: torch.Tensor, target_mask: torch.Tensor) -> TeacherForced:
         """Loss and logits with the target fed to the decoder (-100 in target_ids = ignored)."""
+
+    def teacher_forced_token_logits(
+        self, inputs: LLMInputs, target_ids: torch.Tensor, target_mask: torch.Tensor, position: int,
+        token_ids: Sequence[int],
+    ) -> torch.Tensor:
+        """Logits [B, len(token_ids)] of a few tokens at one target position, teacher-forced.
+
+        What :meth:`teacher_forced` gives at ``logits[:, position, token_ids]``; families may
+        override it to compute only that (the pseudo-labels read one position, five letters).
+        """
+        return self.teacher_forced(inputs, target_ids, target_mask).logits[:, position, list(token_ids)].float()
 
 
 #: family name -> the module that implements it (imported on first use, so a family's

@@ -7,6 +7,8 @@ read are computed.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
@@ -82,3 +84,27 @@ class T5LanguageModel(LanguageModel):
                 return_dict=True,
             )
         return TeacherForced(loss=out.loss.float(), logits=out.logits)
+
+    def teacher_forced_token_logits(
+        self, inputs: LLMInputs, target_ids: torch.Tensor, target_mask: torch.Tensor, position: int,
+        token_ids: Sequence[int],
+    ) -> torch.Tensor:
+        """The teacher-forced pass cut to what is read: decoder positions 0..position only
+        (it is causal, so those logits are unchanged) and the LM head on ``token_ids`` only."""
+        inputs = self.cast(inputs)
+        module = self.module
+        with self.precision(inputs.embeds.device):
+            encoded = self._encode(inputs)
+            decoded = module.decoder(
+                input_ids=module._shift_right(target_ids)[:, : position + 1],
+                attention_mask=target_mask[:, : position + 1],
+                encoder_hidden_states=encoded.last_hidden_state,
+                encoder_attention_mask=inputs.mask,
+                use_cache=False,
+                return_dict=True,
+            )
+            hidden = decoded.last_hidden_state[:, position]
+            if module.config.tie_word_embeddings:
+                hidden = hidden * (module.model_dim**-0.5)
+            weight = module.lm_head.weight[list(token_ids)]
+            return (hidden @ weight.t()).float()

@@ -215,3 +215,38 @@ def test_fast_pseudo_labels_equal_the_full_teacher_forced_pass(model):
     labels = model.pseudo_labels(feats, batch["qa_input"], batch["qa_output"], batch["num_options"])
     expected = model.mask_options(full.reshape(len(batch["qa_input"]), T, -1), batch["num_options"]).argmax(-1) == 0
     assert torch.equal(labels, expected)
+
+
+def test_features_cached_by_evaluation_serve_a_training_step(model):
+    torch.manual_seed(6)
+    batch = _grouped_batch([torch.randn(T, 3, 32, 32) for _ in range(2)])
+    model.predict(batch)  # inference_mode: fills the cache
+    model.set_stage("refine_localizer")
+    model.train()
+    calls = _counting(model)
+    out = model(batch)
+    out["loss"].backward()  # would fail on inference tensors saved for backward
+    assert calls == [] and model.feature_cache.hits == 2
+
+
+def test_pseudo_label_cache_computes_once_per_clip_question_and_answerer():
+    model = build_tiny(seed=3, pseudo_label_cache=True)
+    model.set_stage("refine_localizer")
+    model.train()
+    torch.manual_seed(7)
+    batch = _grouped_batch([torch.randn(T, 3, 32, 32) for _ in range(2)])
+    calls = []
+    inner = model.pseudo_labels
+    model.pseudo_labels = lambda feats, *a: calls.append(feats.shape[0]) or inner(feats, *a)
+    first = model(batch)
+    second = model(batch)
+    assert calls == [8] and torch.equal(first["loss"], second["loss"])
+    assert torch.equal(first["pseudo_yes_rate"], second["pseudo_yes_rate"])
+    plain = model._cached_pseudo_labels({k: v for k, v in batch.items() if k != "clip_key"},
+                                        model.encode_frames(batch["video"]))
+    assert calls == [8, 8] and torch.equal(plain, inner(model.encode_frames(batch["video"]), batch["qa_input"],
+                                                          batch["qa_output"], batch["num_options"]))
+    with torch.no_grad():  # another answerer (e.g. the next round of iterative refinement): recomputed
+        model.t5_proj.weight.mul_(1.5)
+    model(batch)
+    assert calls == [8, 8, 8]

@@ -93,6 +93,9 @@ class SeViLAConfig:
     # (0 = off), and optionally a folder of safetensors files (e.g. beside the shards)
     feature_cache_mb: float = 1024
     feature_cache_dir: str | None = None
+    # stage 3 with fixed frames: keep the frozen answerer's pseudo-labels per (clip, question)
+    # and compute them once per run instead of every epoch (feature_cache.PseudoLabelCache)
+    pseudo_label_cache: bool = False
     # BLIP-2 checkpoint filling the answerer (URL or file; {"model": state_dict})
     pretrained: str | None = None
     # where the localizer starts: "answerer" copies the answerer's Q-Former, query tokens,

@@ -51,14 +51,18 @@ class ModuleFingerprint:
     same (``load_state_dict`` and optimizer steps bump the counter).
     """
 
-    def __init__(self, module: nn.Module, config: Any = None) -> None:
-        self.module = module
+    def __init__(self, module: nn.Module | Sequence[nn.Module | torch.Tensor], config: Any = None) -> None:
+        self.parts = [module] if isinstance(module, (nn.Module, torch.Tensor)) else list(module)
         self.config = json.dumps(config, sort_keys=True, default=str)
         self._state: tuple | None = None
         self._digest = ""
 
     def _tensors(self) -> list[tuple[str, torch.Tensor]]:
-        return [*self.module.named_parameters(), *self.module.named_buffers()]
+        out: list[tuple[str, torch.Tensor]] = []
+        for i, part in enumerate(self.parts):
+            named = [("", part)] if isinstance(part, torch.Tensor) else [*part.named_parameters(), *part.named_buffers()]
+            out.extend((f"{i}.{name}", tensor) for name, tensor in named)
+        return out
 
     def __call__(self) -> str:
         state = tuple((name, t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for name, t in self._tensors())
@@ -109,7 +113,10 @@ class FeatureCache:
         return found
 
     def put(self, key: str, features: torch.Tensor) -> None:
-        features = features.detach().to("cpu", torch.float32).contiguous().clone()
+        # a normal tensor even under inference_mode (evaluation), so a training step that
+        # reads it later can save it for backward
+        with torch.inference_mode(False):
+            features = features.detach().to("cpu", torch.float32).contiguous().clone()
         self._remember(key, features)
         self._write(key, features)
 
@@ -211,3 +218,39 @@ def encode_unique(
                 cache.put(keys[i], feats)
     feats = computed if len(todo) == len(rows) else torch.stack([f.to(video.device) for f in found])
     return feats, torch.tensor(inverse, dtype=torch.long, device=video.device)
+
+
+class PseudoLabelCache:
+    """A frozen answerer's pseudo-labels [T] per (clip, question, answerer), computed once.
+
+    For stage 3 with fixed frames (shards, eval processor) the frozen answerer labels the
+    same frames of the same question the same way every epoch, so its pass over every frame
+    is needed once per run, not once per epoch (``model.pseudo_label_cache``, off by
+    default).  The key holds the feature-cache key of the clip (clip key, pixels, ViT), the
+    question's texts and option count, and a fingerprint of the answerer and the LLM.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, torch.Tensor] = {}
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @staticmethod
+    def key(clip_feature_key: str, question: Sequence[Any], answerer_fingerprint: str) -> str:
+        h = hashlib.blake2b(digest_size=20)
+        h.update(json.dumps([clip_feature_key, [str(q) for q in question], answerer_fingerprint]).encode())
+        return h.hexdigest()
+
+    def labels(self, keys: Sequence[str | None], compute: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+        """Rows [B, T]: cached where the key is known, else ``compute(rows)`` (and stored)."""
+        missing = [i for i, key in enumerate(keys) if key is None or key not in self._items]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        fresh = dict(zip(missing, compute(missing))) if missing else {}
+        for i, row in fresh.items():
+            if keys[i] is not None:
+                self._items[keys[i]] = row.detach().cpu().clone()
+        device = next(iter(fresh.values())).device if fresh else torch.device("cpu")
+        return torch.stack([fresh[i] if i in fresh else self._items[keys[i]].to(device) for i in range(len(keys))])

@@ -30,7 +30,7 @@ from lavis_sevila.data import prompts
 from lavis_sevila.models import checkpoint as ckpt
 from lavis_sevila.models.config import SeViLAConfig
 from lavis_sevila.models.convert import copy_role, role_groups
-from lavis_sevila.models.feature_cache import FeatureCache, ModuleFingerprint, encode_unique
+from lavis_sevila.models.feature_cache import FeatureCache, ModuleFingerprint, PseudoLabelCache, encode_unique
 from lavis_sevila.models.keyframes import build_selector
 from lavis_sevila.models.layout import PromptLayout
 from lavis_sevila.models.llm import LLMInputs, build_language_model
@@ -117,6 +117,7 @@ class SeViLA(BaseModel):
             if config.feature_cache_mb or config.feature_cache_dir else None
         )
         self._vit_fingerprint = ModuleFingerprint(self.visual_encoder, config.to_dict()["vision"])
+        self.pseudo_label_cache = PseudoLabelCache() if config.pseudo_label_cache else None
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -398,6 +399,28 @@ class SeViLA(BaseModel):
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
         return predicted == truth[:, None]
 
+    def _cached_pseudo_labels(self, samples: dict[str, Any], feats: torch.Tensor) -> torch.Tensor:
+        """:meth:`pseudo_labels`, from ``self.pseudo_label_cache`` where it applies (fixed frames,
+        frozen answerer in eval mode); identical either way."""
+        qa, target, counts = samples["qa_input"], samples["qa_output"], samples.get("num_options")
+        compute = lambda rows: self.pseudo_labels(  # noqa: E731
+            feats[rows], [qa[i] for i in rows], [target[i] for i in rows], None if counts is None else counts[rows])
+        keys_in = samples.get("clip_key")
+        if self.pseudo_label_cache is None or keys_in is None or self.config.frozen_role_train_mode:
+            return compute(list(range(feats.shape[0])))
+        parts = self.role(ANSWERER)
+        if not hasattr(self, "_answerer_fingerprint"):
+            self._answerer_fingerprint = ModuleFingerprint(
+                [*parts.modules(), parts.query_tokens, self.llm.module], self.config.to_dict()["llm"])
+        answerer = self._answerer_fingerprint() + self._vit_fingerprint()
+        n = None if counts is None else torch.as_tensor(counts).tolist()
+        keys = [
+            PseudoLabelCache.key(FeatureCache.key(ck, samples["video"][i], ""), (qa[i], target[i], n and n[i]), answerer)
+            if ck else None
+            for i, ck in enumerate(keys_in)
+        ]
+        return self.pseudo_label_cache.labels(keys, compute)
+
     @contextlib.contextmanager
     def frozen_role(self, role: str) -> Iterator[None]:
         """Run a role that only feeds the trained one: no grad, eval mode (orig: train mode)."""
@@ -436,7 +459,7 @@ class SeViLA(BaseModel):
     def _loss_refine_localizer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
         feats = self.encode_frames(samples["video"], samples.get("clip_key"))
         with self.frozen_role(self.stage.frozen_role):
-            labels = self.pseudo_labels(feats, samples["qa_input"], samples["qa_output"], samples.get("num_options"))
+            labels = self._cached_pseudo_labels(samples, feats)
         loss = self.localizer_loss(feats, samples["loc_input"], labels)
         return {"loss": loss, "pseudo_yes_rate": labels.float().mean()}
 

@@ -1,0 +1,186 @@
+"""One training step (forward + backward), side by side in one run: the authors' way vs ours.
+
+    python -m lavis_sevila.benchmarks.training_step [--shapes tiny medium]
+        [--stages refine_localizer finetune_answerer] [--videos 8] [--frames 32] [--repeats 3]
+        [--markdown docs/speed.md]
+
+Same weights and batch on every path; each step is forward, ``loss.backward()`` and zeroed
+gradients (no optimizer update, so every step sees the same weights):
+
+- ``authors``: a re-enactment from the spec (section 6): the ViT under ``no_grad``; for
+  ``refine_localizer`` the frozen answerer's full teacher-forced pass on every frame (all
+  target positions, the whole vocabulary) read at position 1; for ``finetune_answerer`` the
+  frozen localizer's ``generate(max_new_tokens=30)`` over every frame prompt.  Then the
+  trained role's loss.  Frozen roles in eval mode on both sides, so the pseudo-labels and
+  keyframes are the same and checked equal.
+- ``ours``: ``SeViLA.forward`` of the stage (frame features computed in the step).
+- ``ours+cache``: the same with ``clip_key``s and a warm feature cache, i.e. epoch 2 onwards
+  of a run whose frame sampling is fixed (shards, eval processor).
+- ``ours+cache+labels`` (refinement only): also ``model.pseudo_label_cache`` warm, so the
+  frozen answerer's pass is skipped (same conditions: fixed frames, epoch 2 onwards).  It does not apply to
+  the paper's recipe with random frame sampling or random crops (features change per step).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lavis_sevila.benchmarks.common import build_model, cpu_flags, machine, spread, time_interleaved, write_block
+from lavis_sevila.benchmarks.inference import authors_batch, batch_of, make_inputs
+
+
+def authors_step(model, batch: dict[str, Any], stage: str, k: int) -> dict[str, Any]:
+    with torch.no_grad():
+        feats = model._encode_pixels(batch["video"])
+    if stage == "refine_localizer":
+        with model.frozen_role("answerer"):
+            b, t = feats.shape[:2]
+            inputs = model._single_frame_inputs("answerer", feats, batch["qa_input"])
+            target = model.layout.targets(batch["qa_output"], feats.device).repeat(t)
+            logits = model.llm.teacher_forced(inputs, target.ids, target.mask).logits
+            letters = logits[:, 1, model.letter_ids()].reshape(b, t, -1)
+            truth = torch.tensor([int(a) for a in batch["answer_idx"]])
+            labels = letters.argmax(-1) == truth[:, None]
+        loss = model.localizer_loss(feats, batch["loc_input"], labels)
+        check = labels
+    else:
+        with model.frozen_role("localizer"):
+            chosen = torch.tensor([r["keyframes"] for r in _localize(model, batch, feats, k)])
+        loss = model.answerer_loss(model.gather_frames(feats, chosen), batch["qa_input"], batch["qa_output"])
+        check = chosen
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return {"loss": float(loss), "check": check}
+
+
+def _localize(model, batch, feats, k):
+    from lavis_sevila.benchmarks.inference import generate_scores
+
+    b, t = feats.shape[:2]
+    loc = model._single_frame_inputs("localizer", feats, batch["loc_input"])
+    yes = generate_scores(model, loc)[0][:, model.token_ids.yes].reshape(b, t)
+    return [{"keyframes": row.tolist()} for row in torch.sort(torch.topk(yes, k, dim=-1).indices, dim=-1).values]
+
+
+def ours_step(model, batch: dict[str, Any]) -> dict[str, Any]:
+    out = model(batch)
+    out["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return {"loss": float(out["loss"])}
+
+
+def ours_check(model, batch: dict[str, Any], stage: str) -> torch.Tensor:
+    """What our step's frozen role decided (pseudo-labels or keyframes), recomputed untimed."""
+    role = "answerer" if stage == "refine_localizer" else "localizer"
+    with model.frozen_role(role):
+        feats = model.encode_frames(batch["video"], batch.get("clip_key"))
+        if stage == "refine_localizer":
+            return model.pseudo_labels(feats, batch["qa_input"], batch["qa_output"], batch["num_options"])
+        return model.keyframes(feats, batch["loc_input"])[0]
+
+
+def run(shape: str, stage: str, args) -> dict[str, Any]:
+    model = build_model(shape, feature_cache_mb=4096)
+    model.config.num_keyframes = args.keyframes
+    model.set_stage(stage)
+    model.train()
+    inputs = make_inputs(model, args.videos, args.frames, 1, seed=2)
+    batch = batch_of(inputs, inputs["rows"], keyed=True)
+    plain = {k: v for k, v in batch.items() if k != "clip_key"}
+    cache = model.feature_cache
+    model.encode_frames(batch["video"], batch["clip_key"])  # warm: an earlier epoch saw these clips
+
+    def ours():
+        model.feature_cache = None
+        try:
+            return ours_step(model, plain)
+        finally:
+            model.feature_cache = cache
+
+    paths = {"authors": lambda: authors_step(model, plain, stage, args.keyframes), "ours": ours,
+             "ours+cache": lambda: ours_step(model, batch)}
+    if stage == "refine_localizer":  # stage 3 with fixed frames, epoch 2 onwards: labels known too
+        from lavis_sevila.models.feature_cache import PseudoLabelCache
+
+        def ours_labels():
+            model.pseudo_label_cache = labels
+            try:
+                return ours_step(model, batch)
+            finally:
+                model.pseudo_label_cache = None
+
+        labels = PseudoLabelCache()
+        ours_labels()
+        paths["ours+cache+labels"] = ours_labels
+    times, peak, out = time_interleaved(paths, args.repeats, warmup=not args.no_warmup)
+    ref = out["authors"]
+    model.feature_cache = None
+    out["ours"]["check"] = ours_check(model, plain, stage)
+    model.feature_cache = cache
+    out["ours+cache"]["check"] = ours_check(model, batch, stage)
+    if "ours+cache+labels" in out:
+        out["ours+cache+labels"]["check"] = torch.stack(list(labels._items.values()))
+    for name, result in out.items():
+        if not torch.equal(result["check"], ref["check"]):
+            raise AssertionError(f"{stage}: {name} has other pseudo-labels / keyframes than the authors' path")
+        if abs(result["loss"] - ref["loss"]) > 1e-5:
+            raise AssertionError(f"{stage}: {name} loss {result['loss']} vs authors' {ref['loss']}")
+    median = {name: statistics.median(values) for name, values in times.items()}
+    return {"shape": shape, "stage": stage, "times": times, "median": median, "peak": peak,
+            "params": sum(p.numel() for p in model.parameters()), "img": model.config.vision.img_size}
+
+
+def table(results: list[dict[str, Any]], args) -> str:
+    lines = [
+        f"One training step (forward + backward), batch of {args.videos} videos x {args.frames} frames "
+        f"({args.keyframes} keyframes for finetune_answerer); median of {args.repeats} interleaved rounds "
+        f"{'without' if args.no_warmup else 'after one'} warm-up (min-max).",
+        f"Machine: {machine()}; CPU flags: {cpu_flags()}.",
+        "Same loss (within 1e-5) and the same pseudo-labels / keyframes on all paths: checked.",
+        "",
+        "| shape | stage | path | time per step | vs authors | peak RSS growth |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for name in r["median"]:
+            lines.append(f"| {r['shape']} ({r['params'] / 1e6:.1f} M params, {r['img']} px) | {r['stage']} | {name} | "
+                         f"{spread(r['times'][name])} | {r['median']['authors'] / r['median'][name]:.2f}x | "
+                         f"{r['peak'][name]:.0f} MiB |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=["tiny", "medium"])
+    parser.add_argument("--stages", nargs="+", default=["refine_localizer", "finetune_answerer"])
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--keyframes", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--markdown", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"start: {machine()}", flush=True)
+    results = []
+    for shape in args.shapes:
+        for stage in args.stages:
+            results.append(run(shape, stage, args))
+            print("\n".join(table(results[-1:], args).splitlines()[-3:]), flush=True)
+    text = table(results, args)
+    print(text)
+    if args.markdown:
+        command = " ".join(["python -m lavis_sevila.benchmarks.training_step", *(sys.argv[1:] if argv is None else argv)])
+        write_block(args.markdown, "training_step-" + "-".join(args.shapes), f"Command: `{command}`\n\n{text}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

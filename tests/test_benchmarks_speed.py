@@ -15,9 +15,9 @@ def test_inference_benchmark_agrees_and_writes_its_block(tmp_path):
     (result,) = inference.main([*SMALL, "--questions", "2", "--markdown", str(doc)])
     assert result["questions"] == 4 and set(result["median"]) == {"authors", "ours", "ours+cache"}
     text = doc.read_text()
-    assert text.startswith("# prose kept") and "| tiny" in text and text.count("inference-tiny:begin") == 1
-    write_block(doc, "inference-tiny", "new table")  # a second run replaces the block, adds none
-    assert doc.read_text().count("inference-tiny:begin") == 1 and "new table" in doc.read_text()
+    assert text.startswith("# prose kept") and "| tiny" in text and text.count("inference-tiny-v2:begin") == 1
+    write_block(doc, "inference-tiny-v2", "new table")  # a second run replaces the block, adds none
+    assert doc.read_text().count("inference-tiny-v2:begin") == 1 and "new table" in doc.read_text()
     assert "| tiny" not in doc.read_text() and doc.read_text().startswith("# prose kept")
 
 
@@ -36,3 +36,11 @@ def test_agreement_check_catches_another_answer():
 def test_training_step_benchmark_agrees():
     results = training_step.main([*SMALL])
     assert [r["stage"] for r in results] == ["refine_localizer", "finetune_answerer"]
+
+
+@pytest.mark.slow
+def test_precision_benchmark_runs():
+    from lavis_sevila.benchmarks import precision
+
+    (result,) = precision.main(["--shapes", "tiny", "--videos", "2", "--frames", "6", "--no-warmup"])
+    assert 0 <= result["answers_changed"] <= 1 and result["option_diff"] >= 0

@@ -183,7 +183,7 @@ def main(argv=None) -> list[dict[str, Any]]:
     print(text)
     if args.markdown:
         command = " ".join(["python -m lavis_sevila.benchmarks.inference", *(sys.argv[1:] if argv is None else argv)])
-        write_block(args.markdown, "inference-" + "-".join(args.shapes), f"Command: `{command}`\n\n{text}")
+        write_block(args.markdown, f"inference-{'-'.join(args.shapes)}-v{args.videos}", f"Command: `{command}`\n\n{text}")
     return results
 
 

@@ -178,7 +178,7 @@ def main(argv=None) -> list[dict[str, Any]]:
     print(text)
     if args.markdown:
         command = " ".join(["python -m lavis_sevila.benchmarks.training_step", *(sys.argv[1:] if argv is None else argv)])
-        write_block(args.markdown, "training_step-" + "-".join(args.shapes), f"Command: `{command}`\n\n{text}")
+        write_block(args.markdown, f"training_step-{'-'.join(args.shapes)}-v{args.videos}", f"Command: `{command}`\n\n{text}")
     return results
 
 

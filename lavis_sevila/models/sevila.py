@@ -407,7 +407,7 @@ class SeViLA(BaseModel):
             feats[rows], [qa[i] for i in rows], [target[i] for i in rows], None if counts is None else counts[rows])
         keys_in = samples.get("clip_key")
         if self.pseudo_label_cache is None or keys_in is None or self.config.frozen_role_train_mode:
-            return compute(list(range(feats.shape[0])))
+            return self.pseudo_labels(feats, qa, target, counts)
         parts = self.role(ANSWERER)
         if not hasattr(self, "_answerer_fingerprint"):
             self._answerer_fingerprint = ModuleFingerprint(

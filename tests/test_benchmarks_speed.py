@@ -15,9 +15,9 @@ def test_inference_benchmark_agrees_and_writes_its_block(tmp_path):
     (result,) = inference.main([*SMALL, "--questions", "2", "--markdown", str(doc)])
     assert result["questions"] == 4 and set(result["median"]) == {"authors", "ours", "ours+cache"}
     text = doc.read_text()
-    assert text.startswith("# prose kept") and "| tiny" in text and text.count("inference-tiny-v2:begin") == 1
-    write_block(doc, "inference-tiny-v2", "new table")  # a second run replaces the block, adds none
-    assert doc.read_text().count("inference-tiny-v2:begin") == 1 and "new table" in doc.read_text()
+    assert text.startswith("# prose kept") and "| tiny" in text and text.count("inference-tiny-v2-q2:begin") == 1
+    write_block(doc, "inference-tiny-v2-q2", "new table")  # a second run replaces the block, adds none
+    assert doc.read_text().count("inference-tiny-v2-q2:begin") == 1 and "new table" in doc.read_text()
     assert "| tiny" not in doc.read_text() and doc.read_text().startswith("# prose kept")
 
 

@@ -183,7 +183,8 @@ def main(argv=None) -> list[dict[str, Any]]:
     print(text)
     if args.markdown:
         command = " ".join(["python -m lavis_sevila.benchmarks.inference", *(sys.argv[1:] if argv is None else argv)])
-        write_block(args.markdown, f"inference-{'-'.join(args.shapes)}-v{args.videos}", f"Command: `{command}`\n\n{text}")
+        block = f"inference-{'-'.join(args.shapes)}-v{args.videos}-q{'-'.join(map(str, args.questions))}"
+        write_block(args.markdown, block, f"Command: `{command}`\n\n{text}")
     return results
 
 

@@ -366,7 +366,23 @@ class SeViLA(BaseModel):
         feats = self.encode_frames(samples["video"])
         return {"loss": self.answerer_loss(feats, samples["qa_input"], samples["qa_output"])}
 
+    def _loss_pretrain_backbone(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Stage 0: a free-text answer about one frame (image layout), teacher-forced.
+
+        The answerer role only, as BLIP-2's image-to-text pre-training; the checkpoint it
+        leaves has BLIP-2's layout and is read later as ``model.pretrained``.
+        """
+        image = samples["image"]
+        if image.dim() != 5 or image.shape[1] != 1:
+            raise ValueError(f"pretrain_backbone reads single frames [B, 1, 3, H, W], got {tuple(image.shape)} "
+                             "(an image-text dataset such as sevila_image_text)")
+        feats = self.encode_frames(image)
+        inputs = self._single_frame_inputs(ANSWERER, feats, samples["text_input"])
+        target = self.layout.targets(samples["text_output"], feats.device)
+        return {"loss": self.llm.teacher_forced(inputs, target.ids, target.mask).loss}
+
     _STAGE_LOSS: dict[Stage, Callable[["SeViLA", dict[str, Any]], dict[str, torch.Tensor]]] = {
+        Stage.PRETRAIN_BACKBONE: _loss_pretrain_backbone,
         Stage.PRETRAIN_LOCALIZER: _loss_pretrain_localizer,
         Stage.FINETUNE_ANSWERER: _loss_finetune_answerer,
         Stage.REFINE_LOCALIZER: _loss_refine_localizer,

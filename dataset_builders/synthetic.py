@@ -49,7 +49,7 @@ from lavis_sevila.data.schema import Annotation, write_annotations
 from lavis_sevila.video.sampling import frame_indices
 from lavis_sevila.video.writer import X264_OPTIONS, write_video
 
-SHAPES = ("circle", "square", "triangle", "cross", "bar")
+SHAPES = ("square", "ring", "triangle", "cross", "bar")
 # the answer options, in this fixed order
 TARGET_COLOURS = {
     "red": (230, 30, 30), "green": (30, 200, 40), "blue": (40, 70, 245), "yellow": (240, 220, 30),
@@ -79,6 +79,7 @@ class SyntheticConfig:
     seed: int = 0
     codec: str = "libx264"
     crf: int = 12  # libx264 only: quality (lower is better; 12 keeps the flat shapes near-lossless)
+    jitter: int = 2  # pixels the shape may move off the frame's centre, per event
     blank_frames: int = 3  # stage 0: frames without an event asked about per train video
     fixed_options: bool = True  # stage 0: multiple choice lists the colours in the benchmark's order
     target_colours: Sequence[str] = field(default_factory=lambda: tuple(TARGET_COLOURS))
@@ -100,6 +101,9 @@ class SyntheticConfig:
         if unknown or len(self.target_colours) < self.events:
             raise ValueError(f"target colours must be at least {self.events} of {tuple(TARGET_COLOURS)}, "
                              f"got {tuple(self.target_colours)}")
+        if not 0 <= self.jitter <= (self.size - object_side(self)) // 2:
+            raise ValueError(f"jitter must be 0..{(self.size - object_side(self)) // 2} px at size {self.size}, "
+                             f"got {self.jitter}")
         if self.blank_frames < 0:
             raise ValueError(f"blank_frames must be >= 0, got {self.blank_frames}")
         self.target_colours = tuple(self.target_colours)
@@ -155,9 +159,16 @@ class VideoPlan:
 
 
 def shape_mask(shape: str, side: int) -> np.ndarray:
-    """bool [side, side]: a large, plain silhouette."""
+    """bool [side, side]: a large, plain silhouette.
+
+    Chosen to differ in which parts of the frame they fill (filled, hollow, pointed, a
+    plus, a band), so a ViT with 8-px patches tells them apart after little training.
+    """
     ys, xs = np.mgrid[0:side, 0:side].astype(np.float64) + 0.5
     c, half, arm = side / 2, side / 2, side / 6
+    if shape == "ring":
+        radius = np.sqrt((xs - c) ** 2 + (ys - c) ** 2)
+        return (radius <= half) & (radius >= half - side / 5)
     if shape == "circle":
         return (xs - c) ** 2 + (ys - c) ** 2 <= half**2
     if shape == "square":
@@ -168,7 +179,7 @@ def shape_mask(shape: str, side: int) -> np.ndarray:
         return (np.abs(xs - c) <= arm) | (np.abs(ys - c) <= arm)
     if shape == "bar":
         return np.abs(ys - c) <= arm
-    raise ValueError(f"unknown shape {shape!r} (known: {SHAPES})")
+    raise ValueError(f"unknown shape {shape!r} (known: {SHAPES + ('circle',)})")
 
 
 def object_side(config: SyntheticConfig) -> int:
@@ -188,10 +199,10 @@ def plan_video(config: SyntheticConfig, split: str, index: int) -> VideoPlan:
     shapes = rng.permutation(SHAPES)[: config.events]
     colours = rng.permutation(config.target_colours)[: config.events]
     starts = event_starts(config, rng)
-    slack = config.size - object_side(config)
+    centre = (config.size - object_side(config)) // 2
     events = tuple(
         Event(shape=str(shape), colour=str(colour), first=start,
-              offset=(int(rng.integers(0, slack + 1)), int(rng.integers(0, slack + 1))))
+              offset=tuple(int(centre + d) for d in rng.integers(-config.jitter, config.jitter + 1, size=2)))
         for shape, colour, start in zip(shapes, colours, starts)
     )
     return VideoPlan(split=split, index=index, events=events, target=int(rng.integers(0, config.events)))

@@ -271,7 +271,13 @@ def main(argv: Sequence[str] | None = None, config=None) -> dict[str, Any]:
     parser.add_argument("--options", nargs="+", default=[], help="key=value applied to every pipeline step")
     parser.add_argument("--reuse", action="store_true", help="keep trained stages found in --output")
     parser.add_argument("--write-doc", metavar="PATH", help="write the printed table into this markdown file")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice); the table is for a fixed count")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     import warnings
 

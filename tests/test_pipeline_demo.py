@@ -40,6 +40,13 @@ def test_demo_runs_every_step_and_prints_rows_and_claims(tmp_path, capsys):
     assert "pretrain_backbone/checkpoint_final.pth" not in (runs / "pretrain_backbone" / "config.yaml").read_text()
     assert set(summary["results"]["0"]) >= {step for step, _ in demo.QA_ROWS}
     assert summary["results"]["0"]["questions"] == SMALL.test
+    # docs/demo.md's table is regenerated from the run's own files, not typed
+    doc = tmp_path / "demo.md"
+    doc.write_text("# hand-written part\n")
+    again = demo.main(["--output", str(tmp_path), "--report-only", "--write-doc", str(doc)])
+    assert again["table"] == summary["table"]
+    text = doc.read_text()
+    assert text.startswith("# hand-written part\n") and summary["table"] in text and "CPU cores" in text
 
 
 def test_claims_are_checked_on_the_numbers():

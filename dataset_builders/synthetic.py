@@ -305,6 +305,8 @@ def image_text_records(config: SyntheticConfig, plan: VideoPlan) -> list[dict]:
     "What colour is the <shape>?" for its shape and for an absent one ("none"), "What shape
     is in the frame?", and the colour question as multiple choice with shuffled options.
     Per blank frame (``blank_frames`` of them): a false yes/no and the shape question.
+    Every frame also gets "Is there a <shape> in the frame? Options: (<the colours>)", yes
+    when that shape shows: the list of colours in the text must not decide the answer.
     """
     from lavis_sevila.data import prompts
 
@@ -323,13 +325,24 @@ def image_text_records(config: SyntheticConfig, plan: VideoPlan) -> list[dict]:
     shown_at = {i: e for e in plan.events for i in e.frames(config.window)}
     blank = [i for i in range(config.frames) if i not in shown_at]
     blank = sorted(rng.permutation(blank)[: config.blank_frames].tolist()) if blank else []
+    listed = "".join(f"{c} " for c in COLOURS)
+
+    def shape_exists(frame: int, shape: str, answer: str) -> None:
+        # the shape alone decides; a list of colours in the text must not (prompts list options so)
+        add(frame, "exists_shape", f"Is there a {shape} in the frame? Options: ({listed})", answer)
+
     for frame in sorted(shown_at) + blank:
         event = shown_at.get(frame)
         colour, shape = false_pair(event)
         add(frame, "exists", f"Is there a {colour} {shape} in the frame?", prompts.NO)
         if event is None:
             add(frame, "shape", "What shape is in the frame?", NONE)
+            shape_exists(frame, str(rng.choice(SHAPES)), prompts.NO)
             continue
+        if rng.random() < 0.5:
+            shape_exists(frame, event.shape, prompts.YES)
+        else:
+            shape_exists(frame, str(rng.choice([s for s in SHAPES if s != event.shape])), prompts.NO)
         add(frame, "exists", f"Is there a {event.colour} {event.shape} in the frame?", prompts.YES)
         add(frame, "colour", question_text(event.shape), event.colour)
         absent = str(rng.choice([s for s in SHAPES if s != event.shape]))

@@ -104,6 +104,9 @@ def test_stage0_records_come_from_train_frames_and_tell_the_truth(small):
             colour, shape = words[3], words[4]
             truth = bool(shown) and (shown[0].colour, shown[0].shape) == (colour, shape)
             assert row["answer"] == ("yes" if truth else "no"), row
+        elif row["task"] == "exists_shape":
+            shape = row["question"].split()[3]
+            assert row["answer"] == ("yes" if shown and shown[0].shape == shape else "no"), row
         elif row["task"] == "colour":
             shape = row["question"].split()[-1].rstrip("?")
             expected = shown[0].colour if shown and shown[0].shape == shape else synthetic.NONE

@@ -68,7 +68,9 @@ def load_config(cfg_path: str, options: Sequence[str]):
 
 def run(cfg_path: str, options: Sequence[str] = (), evaluate_only: bool = False) -> dict[str, Any]:
     """Build config, task, datasets, model and runner as LAVIS does, then train or evaluate."""
-    import lavis_sevila  # noqa: F401  (registers the model, tasks, datasets, runners)
+    from lavis_sevila.registration import register
+
+    register()  # the model, tasks, datasets, processors and runners, in LAVIS
     from lavis.common.registry import registry
     from lavis import tasks
 

@@ -20,6 +20,7 @@ This module imports neither torch nor LAVIS.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
@@ -155,9 +156,10 @@ def resolve_file(source: str | os.PathLike) -> Path:
         if not target.exists():
             try:
                 download(url, target, sha256=known.sha256 if known else None)
-            except (urllib.error.URLError, OSError) as error:  # network and file errors come in many types
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as error:  # many kinds of network error
                 raise FileNotFoundError(
-                    f"could not download {url}: {error}. Download it elsewhere and give the local path instead."
+                    f"could not download {url}: {error}. Run again to resume, or download it elsewhere and "
+                    "give the local path instead."
                 ) from error
         return target
     path = Path(text).expanduser()

@@ -31,7 +31,8 @@ def log_stream(monkeypatch):
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("lavis_sevila.progress")
     logger.addHandler(handler)
-    old_level, logger.level = logger.level, logging.INFO
+    old_level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not .level =: it clears the enabled-for cache
     yield stream
     logger.removeHandler(handler)
     logger.setLevel(old_level)

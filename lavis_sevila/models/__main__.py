@@ -19,9 +19,13 @@ def _size(size: Optional[int]) -> str:
 
 def model_types() -> list[tuple[str, str, list[str]]]:
     """(model type, config file, weight options it sets) for each registered SeViLA type."""
+    import warnings
+
     from omegaconf import OmegaConf
 
-    from lavis_sevila.models.sevila import SeViLA  # the registered list (imports LAVIS)
+    with warnings.catch_warnings():  # LAVIS's dependencies warn about deprecations at import
+        warnings.simplefilter("ignore", FutureWarning)
+        from lavis_sevila.models.sevila import SeViLA  # the registered list (imports LAVIS)
 
     rows = []
     for model_type in sorted(SeViLA.PRETRAINED_MODEL_CONFIG_DICT):
@@ -43,14 +47,17 @@ def list_all(out=sys.stdout, with_models: bool = True) -> None:
         print("model types (load_model_and_preprocess('sevila', TYPE) / SeViLA.from_model_type(TYPE)):", file=out)
         for model_type, path, weights in model_types():
             print(f"  {model_type:20s} {path}", file=out)
-            print(f"  {'':20s} weights: {', '.join(weights) if weights else 'none (random init)'}", file=out)
+            print(f"  {'':20s} uses:    {', '.join(weights) if weights else 'nothing (random init)'}", file=out)
         print(file=out)
     print(f"weight sources (cache: {cache_dir() / 'weights'}; hub models: the Hugging Face cache):", file=out)
     for source in SOURCES.values():
         cached = is_cached(source)
         print(f"  {source.name}  [{source.kind}]", file=out)
         print(f"      from:    {source.location or 'no direct download -- ' + source.homepage}", file=out)
-        print(f"      sha256:  {source.sha256 or 'unknown'}   size: {_size(source.size)}", file=out)
+        if source.kind == "hub":
+            print("      sha256:  n/a (a hub repository: transformers fetches and caches its files)", file=out)
+        else:
+            print(f"      sha256:  {source.sha256 or 'unknown'}   size: {_size(source.size)}", file=out)
         print(f"      licence: {source.licence}", file=out)
         print(f"      what:    {source.description}", file=out)
         print(f"      cached:  {cached or 'no'}", file=out)

@@ -199,6 +199,10 @@ def download(
         return download(url, target, sha256, on_progress)
     with response:
         resumed = have > 0 and getattr(response, "status", 200) == 206
+        answered = response.headers.get("Content-Range", f"bytes {have}-")
+        if resumed and not answered.startswith(f"bytes {have}-"):
+            partial.unlink()  # not the range asked for: appending it would corrupt the file
+            raise OSError(f"{url} answered {answered!r} to a request from byte {have}; run again to start over")
         length = response.headers.get("Content-Length")
         total = (int(length) + (have if resumed else 0)) if length and length.isdigit() else None
         if resumed:

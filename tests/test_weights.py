@@ -99,6 +99,7 @@ class Server:
         self.ranges: list[str | None] = []
         self.cut_at: int | None = None
         self.honour_range = True
+        self.range_offset = 0  # > 0: answer a resumed request from a different byte than asked
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -107,7 +108,7 @@ class Server:
                 outer.ranges.append(wanted)
                 start = 0
                 if wanted and outer.honour_range:
-                    start = int(re.fullmatch(r"bytes=(\d+)-", wanted).group(1))
+                    start = int(re.fullmatch(r"bytes=(\d+)-", wanted).group(1)) - outer.range_offset
                     if start >= len(PAYLOAD):
                         self.send_response(416)
                         self.end_headers()
@@ -163,6 +164,20 @@ def test_a_server_ignoring_range_restarts_cleanly(monkeypatch, cache):
         target.with_name(target.name + ".part").write_bytes(b"stale bytes from another attempt")
         assert resolve_file("test_weights").read_bytes() == PAYLOAD
         assert server.ranges == ["bytes=32-"]
+
+
+def test_a_reply_from_the_wrong_byte_is_not_appended(monkeypatch, cache):
+    with Server() as server:
+        server.range_offset = 1000
+        add_source(monkeypatch, server.url, PAYLOAD_SHA)
+        target = pretrained.cached_path(server.url)
+        target.parent.mkdir(parents=True)
+        target.with_name(target.name + ".part").write_bytes(PAYLOAD[:5000])
+        with pytest.raises(FileNotFoundError, match="answered 'bytes 4000-"):
+            resolve_file("test_weights")
+        assert not any(target.parent.iterdir())  # the .part is gone: the next attempt starts over
+        server.range_offset = 0
+        assert resolve_file("test_weights").read_bytes() == PAYLOAD
 
 
 def test_a_complete_part_file_is_finished_after_416(monkeypatch, cache):

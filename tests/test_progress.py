@@ -105,3 +105,23 @@ def test_track_reports_batches_and_samples(log_stream):
     assert seen == batches
     lines = log_stream.getvalue().splitlines()
     assert [line.split(" | ")[0] for line in lines] == ["evaluate: batch 5/7 (71%)", "evaluate: batch 7/7 (100%)"]
+
+
+def test_a_training_run_logged_to_a_pipe_prints_plain_lines(tmp_path):
+    """The real entry point, stderr a pipe (not a TTY): one line per run.log_freq steps, no bar."""
+    from training_helpers import PROJECT, make_data, python, run_module, stage_options
+
+    data = make_data(tmp_path / "data", train=16, val=0, test=3)
+    options = stage_options(data, tmp_path / "out", "finetune_answerer", "run.log_freq=2", "run.inference=uniform",
+                            "run.tensorboard=false")
+    out = run_module([python(), "-m", "lavis_sevila.train", "--cfg-path", str(PROJECT / "finetune_answerer.yaml"),
+                      "--options", *options], env_extra={"LAVIS_SEVILA_PROGRESS": ""})
+    log = out.stdout + out.stderr
+    assert "\r" not in log
+    lines = [line for line in log.splitlines() if "lavis_sevila.progress" in line]
+    train = [line for line in lines if "train finetune_answerer: step" in line]
+    assert [line.split(": step ")[1].split(" |")[0] for line in train] == ["2/4 (50%)", "4/4 (100%)"]
+    for line in train:
+        for field in ("| loss ", "| lr ", "samples/s", "| ETA "):
+            assert field in line, line
+    assert any("evaluate: batch 1/1" in line for line in lines)

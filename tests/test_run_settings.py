@@ -25,8 +25,8 @@ def test_an_option_without_key_and_value_is_refused_naming_it(option):
 
 
 def test_an_unknown_run_key_is_refused_listing_the_known_ones():
-    with pytest.raises(ValueError, match=r"run\.log_freq.*known: .*accum_grad_iters.*warmup_steps"):
-        RunSettings.from_config({"task": "videoqa", "log_freq": 10})
+    with pytest.raises(ValueError, match=r"run\.log_frq.*known: .*accum_grad_iters.*warmup_steps"):
+        RunSettings.from_config({"task": "videoqa", "log_frq": 10})
 
 
 def test_a_task_key_of_the_other_task_is_refused():

@@ -15,14 +15,10 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase
 
 from lavis_sevila.data.prompts import LETTERS, NO, YES, answer_target
+from lavis_sevila.models.pretrained import cache_dir  # noqa: F401  (one cache root; re-exported)
 
 BUILTIN_TINY = "builtin:tiny"
 _VOCAB_FILE = Path(__file__).with_name("tiny_vocab.txt")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("LAVIS_SEVILA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "lavis_sevila")
-    return Path(root)
 
 
 def load_tokenizer(source: str) -> PreTrainedTokenizerBase:

@@ -109,9 +109,10 @@ def run_pipeline(
     results: dict[str, Any] = {}
     with distributed.process_group():  # one group for every step (each run() joins it)
         _run_steps(pipeline, reuse, on_step, results)
-    summary = Path(pipeline.output_dir) / "pipeline_results.json"
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    summary.write_text(json.dumps(results, indent=2, default=str))
+    if distributed.launched_world().is_main:  # one writer: other ranks may hold no metrics
+        summary = Path(pipeline.output_dir) / "pipeline_results.json"
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps(results, indent=2, default=str))
     return results
 
 

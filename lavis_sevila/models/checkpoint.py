@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from lavis_sevila.diskspace import NoSpaceLeft, explain_full_disk
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "lavis_sevila.checkpoint/1"
@@ -206,11 +208,14 @@ def atomic_save(payload: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.part{os.getpid()}")
     try:
-        with open(partial, "wb") as handle:
+        with explain_full_disk(path), open(partial, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, path)
+    except NoSpaceLeft:
+        partial.unlink(missing_ok=True)
+        raise
     except OSError as error:
         partial.unlink(missing_ok=True)
         raise OSError(error.errno, f"{error.strerror or error} while writing checkpoint {path}") from error

@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from lavis_sevila.models.checkpoint import CheckpointError, group_of, load_state_file, manifest_for
+from lavis_sevila.models.checkpoint import CheckpointError, atomic_save, group_of, load_state_file, manifest_for
 
 logger = logging.getLogger(__name__)
 
@@ -506,16 +506,6 @@ def write_hf(state: Mapping[str, torch.Tensor], config, output: str | os.PathLik
         if partial.exists():
             shutil.rmtree(partial)
     return output
-
-
-def atomic_save(payload: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary name, then rename: no half-written file on a crash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    torch.save(payload, partial)
-    os.replace(partial, path)
-    return path
 
 
 def write_ours(state: Mapping[str, torch.Tensor], path: str | os.PathLike, **info: Any) -> Path:

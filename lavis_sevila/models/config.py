@@ -57,15 +57,15 @@ class QFormerConfig:
 class LLMConfig:
     """The frozen language model that scores candidate next tokens."""
 
-    family: str = "t5"
+    family: str = "t5"  # t5 | opt | llama (models/llm/base.py FAMILIES)
     # hub name or local directory; None builds a randomly initialised model from `config`
     name_or_path: str | None = "google/flan-t5-xl"
     # transformers config fields: overrides on top of name_or_path's config, or the whole
     # config when name_or_path is None (vocab_size defaults to the tokenizer's size)
     config: dict[str, Any] = field(default_factory=dict)
     dtype: str = "bf16"  # bf16 (paper) | fp16 | fp32 (CPU tests)
-    # the authors set this on Flan-T5's config: exact erf GELU in the gated FFN
-    dense_act_fn: str | None = "gelu"
+    # family-specific settings (T5's dense_act_fn, ...) belong in `config`; the family's
+    # module (models/llm/<family>.py) owns their defaults
 
 
 @dataclass
@@ -89,8 +89,10 @@ class SeViLAConfig:
     frozen_role_train_mode: bool = False
     # frames per LLM call when scoring frames (memory bound); None = all frames at once
     localizer_chunk_size: int | None = None
-    # BLIP-2 checkpoint filling the answerer (URL or file; {"model": state_dict})
-    pretrained: str | None = None
+    # BLIP-2 checkpoint(s) filling the answerer (URL or file; {"model": state_dict}), in
+    # order, before the localizer copy: one file, or a list (MiniGPT-4: BLIP-2's ViT and
+    # Q-Former, then pretrained_minigpt4.pth's llama_proj)
+    pretrained: list[str] = field(default_factory=list)
     # where the localizer starts: "answerer" copies the answerer's Q-Former, query tokens,
     # projection and LayerNorm after `pretrained` is loaded (paper); "random" keeps the init
     localizer_init: str = "answerer"
@@ -115,12 +117,13 @@ class SeViLAConfig:
         for name, sub in towers.items():
             if name in raw:
                 kwargs[name] = _build(sub, raw.pop(name) or {}, prefix=f"model.{name}")
-        finetuned = raw.pop("finetuned", None)
-        if finetuned:
-            kwargs["finetuned"] = [finetuned] if isinstance(finetuned, str) else list(finetuned)
+        for key in ("pretrained", "finetuned"):  # one source or a list
+            sources = raw.pop(key, None)
+            if sources:
+                kwargs[key] = [sources] if isinstance(sources, str) else list(sources)
         if "stage" in raw:
             kwargs["stage"] = Stage.parse(raw.pop("stage"))
-        kwargs.update(_build_kwargs(cls, raw, prefix="model", skip=set(towers) | {"finetuned", "stage"}))
+        kwargs.update(_build_kwargs(cls, raw, prefix="model", skip=set(towers) | {"pretrained", "finetuned", "stage"}))
         config = cls(**kwargs)
         config.validate()
         return config

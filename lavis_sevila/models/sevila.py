@@ -32,11 +32,11 @@ from lavis_sevila.models.config import SeViLAConfig
 from lavis_sevila.models.convert import copy_role, role_groups
 from lavis_sevila.models.keyframes import build_selector
 from lavis_sevila.models.layout import PromptLayout
-from lavis_sevila.models.llm import LLMInputs, build_language_model
+from lavis_sevila.models.llm import LLMInputs, build_language_model, family_class
 from lavis_sevila.models.pretrained import resolve_file
 from lavis_sevila.models.qformer import build_qformer, query_features
 from lavis_sevila.models.stages import ANSWERER, LOCALIZER, Stage
-from lavis_sevila.models.tokenizer import derive_token_ids, load_tokenizer
+from lavis_sevila.models.tokenizer import derive_token_ids
 from lavis_sevila.models.vision import build_vision_encoder, freeze_module, vision_width
 
 logger = logging.getLogger(__name__)
@@ -88,19 +88,24 @@ class Answer:
 class SeViLA(BaseModel):
     PRETRAINED_MODEL_CONFIG_DICT = {
         "pretrain_flant5xl": "sevila_pretrain_flant5xl.yaml",
+        "pretrain_opt2.7b": "sevila_pretrain_opt2.7b.yaml",
+        "minigpt4_vicuna7b": "sevila_minigpt4_vicuna7b.yaml",
         "tiny": "sevila_tiny.yaml",
+        "tiny_opt": "sevila_tiny_opt.yaml",
+        "tiny_llama": "sevila_tiny_llama.yaml",
     }
 
     def __init__(self, config: SeViLAConfig) -> None:
         super().__init__()
         self.config = config
-        tokenizer = load_tokenizer(config.tokenizer)
-        self.token_ids = derive_token_ids(tokenizer)
+        family = family_class(config.llm.family)  # owns its tokenizer class and target tokens
+        tokenizer = family.load_tokenizer(config.tokenizer)
+        self.token_ids = derive_token_ids(tokenizer, family.target_lead)
         self.visual_encoder = build_vision_encoder(config.vision)
         width = vision_width(self.visual_encoder)
         self.llm = build_language_model(config.llm, tokenizer)
         self.add_module(self.llm.state_key, self.llm.module)
-        self.proj_name = self.llm.state_key.replace("_model", "_proj")  # t5_model -> t5_proj
+        self.proj_name = self.llm.proj_key  # t5_proj, opt_proj, llama_proj
         for suffix in ROLE_SUFFIX.values():
             qformer, query_tokens = build_qformer(config.qformer, width)
             self.add_module("ln_vision" + suffix, LayerNorm(width))
@@ -144,8 +149,8 @@ class SeViLA(BaseModel):
             self.weight_sources["visual_encoder"] = config.vision.weights
         if config.llm.name_or_path:
             self.weight_sources[self.llm.state_key] = config.llm.name_or_path
-        if config.pretrained:
-            self.load_checkpoint(config.pretrained)
+        for source in config.pretrained:
+            self.load_checkpoint(source)
         if config.localizer_init == "answerer":
             self.init_role_from(ANSWERER, LOCALIZER)
         for source in config.finetuned:
@@ -301,8 +306,7 @@ class SeViLA(BaseModel):
         ``generate(...).scores[1]`` (a sample that emits EOS at step 1 is still read at
         step 2, conditioned on that EOS).
         """
-        _, step2 = self.llm.greedy_step_logits(self._video_inputs(feats, qa_texts), steps=2)
-        return step2[:, self.letter_ids(num_options)]
+        return self._read_letters(self._video_inputs(feats, qa_texts), num_options)
 
     def answer_logits_per_frame(
         self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None
@@ -310,8 +314,14 @@ class SeViLA(BaseModel):
         """Option-letter logits [B, T, A] answering from each frame alone (image layout)."""
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
-        _, step2 = self.llm.greedy_step_logits(inputs, steps=2)
-        return step2[:, self.letter_ids(num_options)].reshape(b, t, -1)
+        return self._read_letters(inputs, num_options).reshape(b, t, -1)
+
+    def _read_letters(self, inputs: LLMInputs, num_options: int | None) -> torch.Tensor:
+        """Option-letter logits at the family's read step (T5: greedy step 2; decoder-only:
+        step 1 after the appended "Option" token, see PromptLayout.for_answer_read)."""
+        inputs, step = self.layout.for_answer_read(inputs, self.token_ids.option_prefix)
+        read = self.llm.greedy_step_logits(inputs, steps=step)[step - 1]
+        return read[:, self.letter_ids(num_options)]
 
     def answerer_loss(self, feats: torch.Tensor, qa_texts: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
         """Teacher-forced loss of "Option X" from k frames [B, k, P, D] (video layout)."""
@@ -340,14 +350,15 @@ class SeViLA(BaseModel):
         """Reverse chain: True where the answerer, reading that frame alone, is right [B, T].
 
         Image layout, teacher-forced on the target "Option X"; the predicted letter is the
-        argmax over the option letters at decoder position 1 (spec section 6.3), over the
+        argmax over the option letters at decoder position 1 (spec section 6.3; every
+        family returns target-aligned logits, so this is the letter's target position), over the
         question's own ``num_options`` [B] letters when given (mixed option counts).
         """
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
         target = self.layout.targets(targets, feats.device).repeat(t)
         logits = self.llm.teacher_forced(inputs, target.ids, target.mask).logits
-        letters = logits[:, 1, self.letter_ids()].reshape(b, t, -1)
+        letters = logits[:, self.token_ids.letter_index, self.letter_ids()].reshape(b, t, -1)
         predicted = self.mask_options(letters, num_options).argmax(dim=-1)
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
         return predicted == truth[:, None]

@@ -207,3 +207,47 @@ def test_tiny_tokenizer_is_built_offline_and_reproducibly(family, tmp_path):
 
 def ids_of(tokenizer, text):
     return tokenizer(text, add_special_tokens=False).input_ids
+
+
+@pytest.mark.parametrize("model_type,family,proj", [("pretrain_opt2.7b", "opt", "opt_proj"),
+                                                    ("minigpt4_vicuna7b", "llama", "llama_proj")])
+def test_real_model_types_name_their_sources(model_type, family, proj):
+    from omegaconf import OmegaConf
+
+    from lavis_sevila.models.config import SeViLAConfig
+
+    raw = OmegaConf.to_container(OmegaConf.load(SeViLA.default_config_path(model_type)).model)
+    assert raw["llm"]["family"] == family and raw["model_type"] == model_type
+    if family == "opt":
+        config = SeViLAConfig.from_dict(raw)
+        assert config.pretrained == [
+            "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/blip2_pretrained_opt2.7b.pth"
+        ]
+        assert config.llm.name_or_path == "facebook/opt-2.7b"
+    else:  # Vicuna and MiniGPT-4's projection have no public URL: unset values are named
+        with pytest.raises(ValueError, match=r"model.llm.name_or_path, model.tokenizer, model.pretrained\[1\] must be set"):
+            SeViLAConfig.from_dict(raw)
+        raw["llm"]["name_or_path"], raw["tokenizer"], raw["pretrained"][1] = "/v", "/v", "/m.pth"
+        config = SeViLAConfig.from_dict(raw)
+        assert config.allow_unexpected == ["t5_proj.*"] and len(config.pretrained) == 2
+    from lavis_sevila.models.llm import family_class
+
+    assert family_class(family).proj_key == proj
+
+
+def test_minigpt4_layout_loads_from_stand_ins(tmp_path):
+    """BLIP-2's file (ViT-free: ln_vision, Q-Former, query tokens, t5_proj) then MiniGPT-4's
+    file (llama_proj only), as minigpt4_vicuna7b loads them: both roles get both."""
+    donor = build("llama", seed=3)
+    state = donor.state_dict()
+    shared = {k: v for k, v in state.items() if group_of(k) in ("ln_vision", "Qformer", "query_tokens")}
+    shared["t5_proj.weight"], shared["t5_proj.bias"] = torch.randn(8, 48), torch.randn(8)  # a Flan-T5 projection
+    torch.save({"model": shared}, tmp_path / "blip2.pth")
+    torch.save({"model": {k: v for k, v in state.items() if group_of(k) == "llama_proj"}}, tmp_path / "minigpt4.pth")
+    model = build("llama", seed=4, pretrained=[str(tmp_path / "blip2.pth"), str(tmp_path / "minigpt4.pth")],
+                  allow_unexpected=["t5_proj.*"])
+    for suffix in ("", "_loc"):
+        assert torch.equal(getattr(model, "llama_proj" + suffix).weight, donor.llama_proj.weight)
+        assert torch.equal(getattr(model, "query_tokens" + suffix), donor.query_tokens)
+    with pytest.raises(Exception, match="t5_proj"):  # without the allowance the T5 projection is refused
+        build("llama", pretrained=[str(tmp_path / "blip2.pth")])

@@ -109,6 +109,12 @@ class SeViLAConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "SeViLAConfig":
+        unset = _unset_keys(raw, "model")
+        if unset:
+            raise ValueError(
+                f"{', '.join(unset)} must be set (the model config leaves it '???' because it has no public "
+                "source); give it with --options, e.g. model.llm.name_or_path=/path/to/vicuna-7b"
+            )
         raw = dict(raw)
         for ignored in ("arch", "model_type", "load_finetuned", "load_pretrained"):
             raw.pop(ignored, None)
@@ -149,6 +155,17 @@ class SeViLAConfig:
         out = dataclasses.asdict(self)
         out["stage"] = self.stage.value
         return out
+
+
+def _unset_keys(value: Any, prefix: str) -> list[str]:
+    """Dotted keys whose value is OmegaConf's mandatory-missing marker '???'."""
+    if isinstance(value, str):
+        return [prefix] if value == "???" else []
+    if isinstance(value, Mapping):
+        return [k for key, item in value.items() for k in _unset_keys(item, f"{prefix}.{key}")]
+    if isinstance(value, (list, tuple)):
+        return [k for i, item in enumerate(value) for k in _unset_keys(item, f"{prefix}[{i}]")]
+    return []
 
 
 def _build_kwargs(cls: type, raw: Mapping[str, Any], prefix: str, skip: set[str] = frozenset()) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from lavis_sevila.models.lora import LoRAConfig
 from lavis_sevila.models.stages import Stage
 
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
@@ -106,6 +107,8 @@ class SeViLAConfig:
     allow_unexpected: list[str] = field(default_factory=list)
     # groups nobody loaded are an error unless random init is allowed (tiny models)
     allow_random_init: bool = False
+    # LoRA adapters on the LLM, one per listed role (models/lora.py); None: no adapters
+    lora: LoRAConfig | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "SeViLAConfig":
@@ -118,11 +121,14 @@ class SeViLAConfig:
         raw = dict(raw)
         for ignored in ("arch", "model_type", "load_finetuned", "load_pretrained"):
             raw.pop(ignored, None)
-        towers = {"vision": VisionConfig, "qformer": QFormerConfig, "llm": LLMConfig}
+        towers = {"vision": VisionConfig, "qformer": QFormerConfig, "llm": LLMConfig, "lora": LoRAConfig}
         kwargs: dict[str, Any] = {}
         for name, sub in towers.items():
             if name in raw:
-                kwargs[name] = _build(sub, raw.pop(name) or {}, prefix=f"model.{name}")
+                section = raw.pop(name)
+                if name == "lora" and not section:
+                    continue  # lora: null / {} = no adapters
+                kwargs[name] = _build(sub, section or {}, prefix=f"model.{name}")
         for key in ("pretrained", "finetuned"):  # one source or a list
             sources = raw.pop(key, None)
             if sources:
@@ -148,6 +154,8 @@ class SeViLAConfig:
         build_selector(self.keyframe_selection, self.keyframe_selection_args)  # names and args checked
         if self.llm.dtype not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"model.llm.dtype must be bf16, fp16 or fp32, got {self.llm.dtype!r}")
+        if self.lora is not None:
+            self.lora.validate()
         if self.vision.precision not in ("fp16", "fp32"):
             raise ValueError(f"model.vision.precision must be fp16 or fp32, got {self.vision.precision!r}")
 

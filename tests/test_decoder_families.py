@@ -251,3 +251,37 @@ def test_minigpt4_layout_loads_from_stand_ins(tmp_path):
         assert torch.equal(getattr(model, "query_tokens" + suffix), donor.query_tokens)
     with pytest.raises(Exception, match="t5_proj"):  # without the allowance the T5 projection is refused
         build("llama", pretrained=[str(tmp_path / "blip2.pth")])
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from training_helpers import make_data
+
+    return make_data(tmp_path_factory.mktemp("synthetic"))
+
+
+def _run_stage(data, out, stage, model_type, *extra):
+    from lavis_sevila import cli
+    from lavis_sevila.models import checkpoint as ckpt
+    from training_helpers import PROJECT, stage_options
+
+    options = stage_options(data, out, stage, "run.max_steps=2", "model.freeze_vit=true", "model.freeze_llm=true",
+                            f"model.model_type={model_type}", *extra)
+    results = cli.run(str(PROJECT / f"{stage}.yaml"), options)
+    assert results["train"]["iterations"] == 2
+    return ckpt.read_checkpoint(out / "checkpoint_final.pth")
+
+
+def test_the_synthetic_stage_runs_with_llama_and_lora_through_one_switch(synthetic, tmp_path):
+    payload = _run_stage(synthetic, tmp_path / "ft", "finetune_answerer", "tiny_llama",
+                         "model.lora={r: 4, alpha: 8, dropout: 0.0, roles: [answerer]}")
+    assert set(payload["manifest"]["groups"]) == {"ln_vision", "Qformer", "query_tokens", "llama_proj", "lora"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type,proj", [("tiny_opt", "opt_proj"), ("tiny_llama", "llama_proj")])
+@pytest.mark.parametrize("stage", ["pretrain_localizer", "finetune_answerer", "refine_localizer"])
+def test_every_synthetic_stage_runs_with_each_decoder_family(synthetic, tmp_path, model_type, proj, stage):
+    payload = _run_stage(synthetic, tmp_path / stage, stage, model_type)
+    suffix = "" if stage == "finetune_answerer" else "_loc"
+    assert set(payload["manifest"]["groups"]) == {g + suffix for g in ("ln_vision", "Qformer", "query_tokens", proj)}

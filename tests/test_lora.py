@@ -138,4 +138,6 @@ def test_lora_config_keys_and_roles_are_checked():
         build_tiny(lora={"rank": 4, "roles": ["answerer"]})
     with pytest.raises(ValueError, match="unknown role"):
         build_tiny(lora={"roles": ["asker"]})
+    with pytest.raises(ValueError, match="freeze_llm"):
+        build_tiny(lora=LORA, freeze_llm=False)
     assert build_tiny(lora=None).lora is None

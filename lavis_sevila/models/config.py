@@ -156,6 +156,9 @@ class SeViLAConfig:
             raise ValueError(f"model.llm.dtype must be bf16, fp16 or fp32, got {self.llm.dtype!r}")
         if self.lora is not None:
             self.lora.validate()
+            if self.lora.roles and not self.freeze_llm:
+                raise ValueError("model.lora trains adapters on a frozen base LLM; set model.freeze_llm: true "
+                                 "(or drop model.lora to train the whole LLM)")
         if self.vision.precision not in ("fp16", "fp32"):
             raise ValueError(f"model.vision.precision must be fp16 or fp32, got {self.vision.precision!r}")
 

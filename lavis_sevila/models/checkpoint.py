@@ -164,7 +164,8 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     Whole groups, so the file loads under the group-completeness rule above, here and in
     the authors' code.
     """
-    groups = {group_of(name) for name, p in model.named_parameters() if p.requires_grad}
+    name_of = getattr(model, "checkpoint_key", None) or (lambda key: key)  # LoRA: file names of adapter keys
+    groups = {group_of(name_of(name)) for name, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if group_of(k) in groups}
 
 
@@ -192,7 +193,11 @@ def save_checkpoint(
     run killed while saving never leaves a half-written checkpoint behind.
     """
     state = trainable_state(model)
-    payload = {"model": state, "manifest": manifest_for(state, **dict(info or {})), **extra}
+    info = dict(info or {})
+    notes = getattr(model, "checkpoint_notes", None)
+    if notes is not None:
+        info.update(notes())  # e.g. "lora": what the adapter file holds and lacks
+    payload = {"model": state, "manifest": manifest_for(state, **info), **extra}
     return atomic_save(payload, path)
 
 

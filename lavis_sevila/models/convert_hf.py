@@ -64,8 +64,10 @@ def llm_names(family: str) -> tuple[str, str]:
     """(LLM group, projection group) in LAVIS's layout for an HF text model_type (t5 -> t5_model, t5_proj)."""
     from lavis_sevila.models.llm.base import FAMILIES, family_class
 
-    model_key = family_class(family).state_key if family in FAMILIES else f"{family}_model"
-    return model_key, model_key.replace("_model", "_proj")
+    if family in FAMILIES:
+        cls = family_class(family)
+        return cls.state_key, cls.proj_key
+    return f"{family}_model", f"{family}_proj"
 
 
 def _wb(ours: str, hf: str) -> list[tuple[str, str]]:
@@ -84,7 +86,7 @@ class KeyTable:
 
     @property
     def proj_ours(self) -> str:
-        return self.llm_ours.replace("_model", "_proj")
+        return llm_names(self.family)[1]
 
 
 def key_table(config) -> KeyTable:

@@ -281,7 +281,8 @@ class SeViLARunner:
                 + "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changed)
                 + ". Resume with the saved values, or start a new run (another run.output_dir)"
             )
-        trained = {ckpt.group_of(n) for n, _ in self.trainable()}
+        name_of = getattr(self.model, "checkpoint_key", None) or (lambda key: key)  # LoRA adapters' file names
+        trained = {ckpt.group_of(name_of(n)) for n, _ in self.trainable()}
         if set(info["groups"]) != trained:
             raise ckpt.CheckpointError(f"{path} holds {info['groups']}, this stage trains {sorted(trained)}")
         ckpt.load_into(self.model, payload["model"], source=str(path))

@@ -11,8 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from lavis_sevila.models.lora import LoRAConfig
-from lavis_sevila.models.stages import Stage
+from lavis_sevila.models.stages import ROLES, Stage
 
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
 BLIP2_FLANT5XL_URL = (
@@ -67,6 +66,27 @@ class LLMConfig:
     dtype: str = "bf16"  # bf16 (paper) | fp16 | fp32 (CPU tests)
     # family-specific settings (T5's dense_act_fn, ...) belong in `config`; the family's
     # module (models/llm/<family>.py) owns their defaults
+
+
+@dataclass
+class LoRAConfig:
+    """``model.lora``: rank, scale (alpha), dropout, the roles that get an adapter, and the
+    LLM's target modules (default: the family's ``lora_targets``, e.g. T5 q,v)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    roles: list[str] = field(default_factory=list)
+    target_modules: list[str] | None = None
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.roles) - set(ROLES))
+        if unknown:
+            raise ValueError(f"model.lora.roles: unknown role(s) {unknown}; known: {list(ROLES)}")
+        if len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"model.lora.roles lists a role twice: {self.roles}")
+        if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.lora needs r >= 1, alpha > 0, 0 <= dropout < 1; got {self.r}, {self.alpha}, {self.dropout}")
 
 
 @dataclass

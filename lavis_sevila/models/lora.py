@@ -19,38 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 import torch
 from torch import nn
 
-from lavis_sevila.models.stages import ANSWERER, LOCALIZER, ROLES
+from lavis_sevila.models.config import LoRAConfig
+from lavis_sevila.models.stages import ANSWERER, LOCALIZER
 
 ROLE_GROUP = {ANSWERER: "lora", LOCALIZER: "lora_loc"}
 _GROUP_ROLE = {v: k for k, v in ROLE_GROUP.items()}
 _ADAPTER = re.compile(r"^(?P<path>.*)\.(?P<kind>lora_[AB])\.(?P<role>[a-z]+)\.(?P<rest>[^.]+)$")
-
-
-@dataclass
-class LoRAConfig:
-    """``model.lora``: rank, scale (alpha), dropout, the roles that get an adapter, and the
-    LLM's target modules (default: the family's ``lora_targets``, e.g. T5 q,v)."""
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    roles: list[str] = field(default_factory=list)
-    target_modules: list[str] | None = None
-
-    def validate(self) -> None:
-        unknown = sorted(set(self.roles) - set(ROLES))
-        if unknown:
-            raise ValueError(f"model.lora.roles: unknown role(s) {unknown}; known: {list(ROLES)}")
-        if len(set(self.roles)) != len(self.roles):
-            raise ValueError(f"model.lora.roles lists a role twice: {self.roles}")
-        if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.lora needs r >= 1, alpha > 0, 0 <= dropout < 1; got {self.r}, {self.alpha}, {self.dropout}")
 
 
 class LoRA:

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # the exact set the tests and the demo ran with
 PIN    := -c .ci/constraints.txt
 
-.PHONY: install demo test
+.PHONY: install demo test browser
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml .ci/constraints.txt
@@ -25,5 +25,19 @@ $(STAMP): setup.cfg pyproject.toml .ci/constraints.txt
 demo: install
 	$(PY) -m lavis_sevila.demo
 
-test: install
-	$(PY) -m pytest -q
+# Debian's Chromium for tests/test_webdemo_browser.py (Playwright, from the dev extras, drives
+# it and never downloads a browser of its own). Installed only when missing, as root with apt-get;
+# anywhere else that test skips and says why.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null \
+	      || echo "warning: could not install chromium: tests/test_webdemo_browser.py will skip"; \
+	  else \
+	    echo "chromium not found and not root with apt-get: tests/test_webdemo_browser.py will skip"; \
+	  fi; \
+	fi
+
+test: install browser
+	$(PY) -m pytest -q -rs

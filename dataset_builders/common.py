@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from lavis_sevila.data.schema import (
+    FLAG,
     SCHEMA_VERSION,
     Annotation,
     Problem,
@@ -27,6 +28,7 @@ from lavis_sevila.data.schema import (
     jsonl_values,
     parse_record,
     reject_json_constant,
+    utf8_lines,
     write_annotations,
 )
 
@@ -63,8 +65,17 @@ def read_jsonl(path: Path) -> list[SourceRecord]:
     return [SourceRecord(location, data, problem) for location, data, problem in jsonl_values(path)]
 
 
+def _not_utf8(path: Path) -> list[Problem]:
+    """Every line of ``path`` that is not UTF-8, as ``file:line`` problems."""
+    return [Problem(f"{path}:{number}", "<encoding>", problem)
+            for number, _, problem in utf8_lines(path) if problem is not None]
+
+
 def read_json_list(path: Path) -> list[SourceRecord]:
     """A JSON array of records (STAR); locations are list indices."""
+    bad = _not_utf8(path)
+    if bad:  # one JSON document: it cannot be parsed around a bad line
+        raise InputError(f"{path}: not UTF-8 text:\n" + "\n".join(map(str, bad)))
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle, parse_constant=reject_json_constant)
@@ -76,8 +87,15 @@ def read_json_list(path: Path) -> list[SourceRecord]:
 
 
 def read_csv(path: Path, required_columns: Sequence[str]) -> list[SourceRecord]:
-    """A CSV with a header (NExT-QA); locations are file lines (the header is line 1)."""
-    with open(path, encoding="utf-8", newline="") as handle:
+    """A CSV with a header (NExT-QA); locations are file lines (the header is line 1).
+
+    A line that is not UTF-8 is reported as its own problem and its row is not converted;
+    the other rows are still read (the bad bytes are replaced only to keep the parser going).
+    """
+    bad = {problem.location: problem for problem in _not_utf8(path)}
+    if f"{path}:1" in bad:
+        raise InputError(str(bad[f"{path}:1"]))
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [name for name in required_columns if name not in (reader.fieldnames or [])]
         if missing:
@@ -85,7 +103,9 @@ def read_csv(path: Path, required_columns: Sequence[str]) -> list[SourceRecord]:
         sources = []
         for row in reader:
             location = f"{path}:{reader.line_num}"
-            if None in row or any(value is None for value in row.values()):
+            if location in bad:
+                sources.append(SourceRecord(location, problem=bad[location]))
+            elif None in row or any(value is None for value in row.values()):
                 problem = Problem(location, "<row>", f"expected {len(reader.fieldnames)} columns")
                 sources.append(SourceRecord(location, problem=problem))
             else:
@@ -110,21 +130,34 @@ def text_field(raw: Mapping[Any, Any], key: Any, name: Optional[str] = None) -> 
     return value
 
 
-def int_field(raw: Mapping[str, Any], key: str) -> int:
-    """A required integer; JSON ints, or the digits of a CSV cell."""
+def int_field(raw: Mapping[str, Any], key: str, *, text: bool = False) -> int:
+    """A required integer: a JSON int; with ``text`` (CSV cells, which are all text) its digits.
+
+    A JSON release that writes ``"answer_idx": "1"`` is malformed and reported, not coerced.
+    """
     if key not in raw:
         raise FieldError(key, "missing")
     value = raw[key]
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+    if text and isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise FieldError(key, f"expected an integer, got {value!r}")
 
 
-def optional_int_field(raw: Mapping[str, Any], key: str) -> Optional[int]:
+def optional_int_field(raw: Mapping[str, Any], key: str, *, text: bool = False) -> Optional[int]:
     """An integer that test splits leave out (answers)."""
-    return int_field(raw, key) if key in raw else None
+    return int_field(raw, key, text=text) if key in raw else None
+
+
+def numbered_options(raw: Mapping[str, Any], prefix: str, count: int) -> list[str]:
+    """Options ``{prefix}0..{prefix}{count-1}``; a further ``{prefix}{j}`` is an error, not dropped."""
+    extra = sorted(k for k in raw if isinstance(k, str) and re.fullmatch(rf"{re.escape(prefix)}\d+", k)
+                   and int(k[len(prefix):]) >= count)
+    if extra:
+        raise FieldError(extra[0], f"this dataset has {count} options {prefix}0..{prefix}{count - 1}; "
+                                   f"the record also has {', '.join(extra)}")
+    return [text_field(raw, f"{prefix}{j}") for j in range(count)]
 
 
 def seconds_field(raw: Mapping[Any, Any], key: Any, name: Optional[str] = None) -> float:
@@ -187,6 +220,7 @@ class Conversion:
     records: list[Annotation] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     total: int = 0
+    flagged: list[Problem] = field(default_factory=list)  # kept records with a caveat (extra.flag)
 
     @property
     def bad_locations(self) -> list[str]:
@@ -226,6 +260,11 @@ def convert_sources(
     result.problems.extend(_name_source_field(problem, source_fields) for problem in duplicates)
     duplicated = {problem.location for problem in duplicates}
     result.records = [annotation for location, annotation in good if location not in duplicated]
+    result.flagged = [
+        Problem(location, FLAG, annotation.extra[FLAG])
+        for location, annotation in good
+        if location not in duplicated and FLAG in annotation.extra
+    ]
     return result
 
 
@@ -293,6 +332,11 @@ class ConverterCli:
         if not result.records:
             print(f"error: no record of {args.input} could be converted; nothing written", file=sys.stderr)
             return 1
+        for flagged in result.flagged:
+            print(f"kept, flagged: {flagged}", file=sys.stderr)
+        if result.flagged:
+            print(f"kept {len(result.flagged)} of {result.total} record(s) of {args.input} with a flag "
+                  f"(extra.{FLAG})", file=sys.stderr)
         written = write_annotations(args.output, result.records)
         elapsed = time.perf_counter() - began
         print(f"{self.dataset}: wrote {written} record(s) to {args.output} in {elapsed:.2f} s")

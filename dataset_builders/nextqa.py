@@ -50,9 +50,9 @@ def make_converter(args: argparse.Namespace) -> RecordConverter:
         if video_id not in video_map:
             raise FieldError("video", f"video id {video_id} is not in {map_name}")
         qtype = text_field(raw, "type")
-        number = int_field(raw, "qid")
+        number = int_field(raw, "qid", text=True)
         extra = {"video_id": video_id, "qid": number}
-        extra.update({name: int_field(raw, name) for name in VIDEO_FACTS if name in raw})
+        extra.update({name: int_field(raw, name, text=True) for name in VIDEO_FACTS if name in raw})
         return record(
             "nextqa",
             "multiple_choice",
@@ -60,7 +60,7 @@ def make_converter(args: argparse.Namespace) -> RecordConverter:
             video=video_map[video_id],
             question=text_field(raw, "question") + "?",
             options=[text_field(raw, f"a{j}") + "." for j in range(NUM_OPTIONS)],
-            answer=optional_int_field(raw, "answer"),
+            answer=optional_int_field(raw, "answer", text=True),
             qtype=qtype,
             extra=extra,
         )

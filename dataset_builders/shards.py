@@ -33,6 +33,7 @@ import webdataset as wds
 from lavis_sevila.data.schema import Annotation, read_annotations
 from lavis_sevila.data.shards import INDEX_NAME, ShardIndex, clip_key, encode_clip
 from lavis_sevila.datasets.video_dataset import FrameSource
+from lavis_sevila.diskspace import explain_full_disk
 from lavis_sevila.video import EmptyWindowError, VideoReadError, read_clip
 
 SHARD_PATTERN = "shard-%06d.tar"
@@ -136,37 +137,44 @@ def build_shards(
     counts: dict[str, int] = {}
     failed: list[dict[str, Any]] = []
     began = time.perf_counter()
-    writer = wds.ShardWriter(str(output / SHARD_PATTERN), maxcount=maxcount, verbose=0)
     try:
-        for done, (task, sample, reason) in enumerate(decoded(tasks, options, source, workers), start=1):
-            if sample is None:
-                failed.append({"key": task.key, "video": task.video, "window": task.window, "path": task.path,
-                               "reason": reason, "questions": list(task.qids)})
-                log(f"  FAILED {task.video}: {reason}")
-                continue
-            writer.write(sample)
-            name = Path(writer.fname).name
-            clips[task.key] = name
-            counts[name] = counts.get(name, 0) + 1
-            if done % 100 == 0:
-                log(f"  {done}/{len(tasks)} clips, {time.perf_counter() - began:.0f} s")
-    finally:
-        writer.close()
-    for leftover in output.glob("shard-*.tar"):  # ShardWriter opens a first shard even when nothing is written
-        if leftover.name not in counts:
-            leftover.unlink()
-    index = ShardIndex(
-        root=output,
-        n_frms=options.n_frms,
-        image_size=options.image_size,
-        quality=options.quality,
-        shards=[{"file": name, "clips": counts[name]} for name in sorted(counts)],
-        clips=clips,
-        failed=failed,
-        sources={"annotations": [str(p) for p in annotation_paths], "videos": str(source.root),
-                 "pattern": source.pattern, "fps": source.fps, "backend": source.backend},
-    )
-    index.save()
+        with explain_full_disk(output):
+            writer = wds.ShardWriter(str(output / SHARD_PATTERN), maxcount=maxcount, verbose=0)
+            try:
+                for done, (task, sample, reason) in enumerate(decoded(tasks, options, source, workers), start=1):
+                    if sample is None:
+                        failed.append({"key": task.key, "video": task.video, "window": task.window, "path": task.path,
+                                       "reason": reason, "questions": list(task.qids)})
+                        log(f"  FAILED {task.video}: {reason}")
+                        continue
+                    writer.write(sample)
+                    name = Path(writer.fname).name
+                    clips[task.key] = name
+                    counts[name] = counts.get(name, 0) + 1
+                    if done % 100 == 0:
+                        log(f"  {done}/{len(tasks)} clips, {time.perf_counter() - began:.0f} s")
+            finally:
+                writer.close()
+            for leftover in output.glob("shard-*.tar"):  # ShardWriter opens a first shard even when nothing is written
+                if leftover.name not in counts:
+                    leftover.unlink()
+            index = ShardIndex(
+                root=output,
+                n_frms=options.n_frms,
+                image_size=options.image_size,
+                quality=options.quality,
+                shards=[{"file": name, "clips": counts[name]} for name in sorted(counts)],
+                clips=clips,
+                failed=failed,
+                sources={"annotations": [str(p) for p in annotation_paths], "videos": str(source.root),
+                         "pattern": source.pattern, "fps": source.fps, "backend": source.backend},
+            )
+            index.save()
+    except BaseException:
+        # shards without their index.json cannot be used (and look finished): remove them
+        for partial in output.glob("shard-*.tar"):
+            partial.unlink(missing_ok=True)
+        raise
     log(f"wrote {len(clips)} clips in {len(counts)} shards to {output} in {time.perf_counter() - began:.1f} s")
     if failed:
         questions = sum(len(item["questions"]) for item in failed)

@@ -37,7 +37,8 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
-from lavis_sevila.cli import run, setup_logging
+from lavis_sevila.cli import check_options, load_config, run, setup_logging
+from lavis_sevila.runners import distributed
 
 logger = logging.getLogger(__name__)
 FINAL = "checkpoint_final.pth"
@@ -65,8 +66,16 @@ class Pipeline:
         spec = dict(raw.get("pipeline") or {})
         unknown = set(spec) - {"output_dir", "steps", "options"}
         if unknown:
-            raise ValueError(f"{path}: unknown pipeline key(s) {sorted(unknown)}")
-        steps = [Step(**step) for step in spec.get("steps", [])]
+            raise ValueError(f"{path}: unknown pipeline key(s) {sorted(unknown)}; known: output_dir, options, steps")
+        steps = []
+        for position, step in enumerate(spec.get("steps", [])):
+            unknown_step = set(step) - {f for f in Step.__dataclass_fields__}
+            if unknown_step:
+                raise ValueError(f"{path}: step {position} has unknown key(s) {sorted(unknown_step)}; "
+                                 f"known: {sorted(Step.__dataclass_fields__)}")
+            steps.append(Step(**step))
+            check_options(steps[-1].options)
+        check_options(list(spec.get("options", [])) + list(extra_options))
         names = [step.name for step in steps]
         if len(set(names)) != len(names):
             raise ValueError(f"{path}: step names must be unique, got {names}")
@@ -99,7 +108,23 @@ class Pipeline:
 def run_pipeline(
     pipeline: Pipeline, reuse: bool = False, on_step: Callable[[int, Step], None] | None = None
 ) -> dict[str, Any]:
+    import lavis_sevila  # noqa: F401  (registers tasks and builders)
+    from lavis_sevila.tasks.base import check_config
+
+    for step in pipeline.steps:  # every step's config checked before the first one runs
+        check_config(load_config(step.cfg, pipeline.step_options(step) + (["run.evaluate=true"] if step.evaluate else [])))
     results: dict[str, Any] = {}
+    with distributed.process_group():  # one group for every step (each run() joins it)
+        _run_steps(pipeline, reuse, on_step, results)
+    if distributed.launched_world().is_main:  # one writer: other ranks may hold no metrics
+        summary = Path(pipeline.output_dir) / "pipeline_results.json"
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def _run_steps(pipeline: Pipeline, reuse: bool, on_step: Callable[[int, Step], None] | None,
+               results: dict[str, Any]) -> None:
     for index, step in enumerate(pipeline.steps):
         if on_step is not None:
             on_step(index, step)
@@ -111,10 +136,6 @@ def run_pipeline(
         logger.info("step %s: %s %s", step.name, "evaluate" if step.evaluate else "train", step.cfg)
         results[step.name] = run(step.cfg, pipeline.step_options(step), evaluate_only=step.evaluate)
         results[step.name]["seconds"] = round(time.time() - started, 1)
-    summary = Path(pipeline.output_dir) / "pipeline_results.json"
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    summary.write_text(json.dumps(results, indent=2, default=str))
-    return results
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

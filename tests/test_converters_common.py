@@ -33,7 +33,9 @@ def test_field_readers_name_the_released_field():
         common.int_field({"answer_idx": 1.5}, "answer_idx")
     with pytest.raises(FieldError, match="answer_idx: expected an integer"):
         common.int_field({"answer_idx": True}, "answer_idx")
-    assert common.int_field({"qid": "17"}, "qid") == 17  # CSV cells are text
+    assert common.int_field({"qid": "17"}, "qid", text=True) == 17  # CSV cells are text
+    with pytest.raises(FieldError, match="answer_idx: expected an integer, got '1'"):
+        common.int_field({"answer_idx": "1"}, "answer_idx")  # a JSON string is not coerced
     assert common.optional_int_field({}, "answer") is None
     with pytest.raises(FieldError, match=r"ts\[1\]: expected a finite number"):
         common.pair_field({"ts": [1.0, "2"]}, "ts")

@@ -69,3 +69,14 @@ def test_a_csv_without_answers_gives_unanswered_records(tmp_path):
     assert code == 0
     (record,) = read_annotations(out)
     assert record.answer is None and record.extra == {"video_id": "11", "qid": 0}
+
+
+def test_a_non_utf8_row_is_named_and_the_other_rows_are_converted(tmp_path, capsys):
+    from dataset_builders.common import read_csv
+
+    table = tmp_path / "val.csv"
+    table.write_bytes(b"video,qid,question\n1,0,what?\n2,1,caf\xe9?\n3,2,why?\n")
+    sources = read_csv(table, ["video", "qid", "question"])
+    assert [s.location for s in sources] == [f"{table}:2", f"{table}:3", f"{table}:4"]
+    assert sources[1].problem is not None and "not UTF-8" in sources[1].problem.message
+    assert sources[0].data["question"] == "what?" and sources[2].data["question"] == "why?"

@@ -106,7 +106,7 @@ def test_configuration_mistakes_are_reported(data_dir, tmp_path):
         build("datasets.nextqa.vis_processor.eval.image_size=224")
     with pytest.raises(KeyError, match="not registered"):
         build("datasets.nextqa.vis_processor.train.name=no_such_processor")
-    with pytest.raises(ValueError, match="unknown split 'dev'"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) datasets.nextqa.build_info.annotations.dev; known: \['test', 'train', 'val'\]"):
         build(f"datasets.nextqa.build_info.annotations.dev.storage={data_dir / 'val.jsonl'}")
     with pytest.raises(ValueError, match="on_unreadable"):
         build("datasets.nextqa.build_info.on_unreadable=ignore")
@@ -126,3 +126,122 @@ def test_a_split_can_stream_from_shards(data_dir):
     assert isinstance(streamed, ShardDataset) and not streamed.training
     (sample,) = list(streamed)
     assert sample["question_id"] == "v1" and sample["video"].shape == (6, 3, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("option, unknown, known", [
+    ("build_info.n_frm.eval=4", "datasets.nextqa.build_info.n_frm", "'n_frms'"),
+    ("build_info.videos.storge=/x", "datasets.nextqa.build_info.videos.storge", "'storage'"),
+    ("build_info.n_frms.evaluate=4", "datasets.nextqa.build_info.n_frms.evaluate", "'eval', 'train'"),
+    ("build_info.annotations.val.storag=/x", "datasets.nextqa.build_info.annotations.val.storag", "'storage'"),
+    ("build_info.shards.valid=/x", "datasets.nextqa.build_info.shards.valid", "'val'"),
+    ("vis_processor.train.min_scal=0.2", "datasets.nextqa.vis_processor.train.min_scal", "'min_scale'"),
+    ("vis_processor.evaluation.name=sevila_video_eval", "datasets.nextqa.vis_processor.evaluation", "'eval'"),
+    ("buildinfo.image_size=32", "datasets.nextqa.buildinfo", "'build_info'"),
+])
+def test_an_unknown_dataset_key_is_an_error_listing_the_known_keys(data_dir, option, unknown, known):
+    """Typos fail when the builder is made (start-up), before any file is read."""
+    with pytest.raises(ValueError) as error:
+        registry.get_builder_class("nextqa")(dataset_config(*options_for(data_dir), f"datasets.nextqa.{option}"))
+    assert f"unknown key(s) {unknown}; known: [" in str(error.value) and known in str(error.value)
+
+
+@pytest.mark.parametrize("option, message", [
+    ("build_info.n_frms.eval=0", "n_frms.eval must be an integer >= 1"),
+    ("build_info.n_frms.train=four", "n_frms.train must be an integer >= 1"),
+    ("build_info.image_size=0", "image_size must be an integer >= 1"),
+    ("build_info.videos.backend=ffmpeg", "videos.backend must be one of"),
+    ("data_type=images", "data_type must be 'videos'"),
+])
+def test_bad_dataset_values_are_errors(data_dir, option, message):
+    with pytest.raises(ValueError, match=message):
+        registry.get_builder_class("nextqa")(dataset_config(*options_for(data_dir), f"datasets.nextqa.{option}"))
+
+
+def test_every_default_dataset_config_parses():
+    from lavis_sevila.datasets.builders import builder_class
+
+    for name in BUILDERS:
+        builder = builder_class(name)()  # LAVIS's own path: the default YAML
+        assert builder.settings.name == name and builder.settings.build_info.annotations
+
+
+def _run_config(tmp_path, *options):
+    from lavis_sevila.cli import load_config
+
+    return load_config("projects/sevila/synthetic/eval_qa.yaml", list(options))
+
+
+def test_a_misspelt_dataset_name_lists_the_registered_ones(tmp_path, monkeypatch):
+    from lavis import tasks
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    cfg = _run_config(tmp_path, "datasets.sevila_synthtic.build_info.image_size=32")
+    with pytest.raises(KeyError, match=r"unknown dataset 'sevila_synthtic'.*registered datasets: .*nextqa.*sevila_synthetic"):
+        tasks.setup_task(cfg).build_datasets(cfg)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["model.num_keyframes=8", "datasets.sevila_synthetic.build_info.n_frms.eval=4"],
+     "model.num_keyframes is 8 but datasets.sevila_synthetic.build_info.n_frms.eval is 4"),
+    (["datasets.sevila_synthetic.build_info.n_frm.eval=4"], "unknown key(s) datasets.sevila_synthetic.build_info.n_frm"),
+    (["datasets.sevila_synthetic.build_info.videos.storge=/x"], "unknown key(s) datasets.sevila_synthetic.build_info.videos.storge"),
+])
+def test_start_up_refuses_inconsistent_or_misspelt_dataset_config(tmp_path, monkeypatch, options, message):
+    """Through the entry point's own flow: the error comes before any data or model is touched."""
+    from lavis_sevila import cli
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    monkeypatch.setattr("lavis_sevila.datasets.builders.SevilaDatasetBuilder.build",
+                        lambda self: pytest.fail("datasets were built before the config was checked"))
+    with pytest.raises((ValueError, KeyError)) as error:
+        cli.run("projects/sevila/synthetic/eval_qa.yaml", options, evaluate_only=True)
+    assert message in str(error.value)
+
+
+def test_finetune_answerer_needs_as_many_training_frames_as_keyframes(monkeypatch):
+    from lavis import tasks
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    from lavis_sevila.cli import load_config
+
+    cfg = load_config("projects/sevila/synthetic/finetune_answerer.yaml",
+                      ["model.num_keyframes=6", "datasets.sevila_synthetic.build_info.n_frms.train=4"])
+    with pytest.raises(ValueError, match="model.num_keyframes is 6 but datasets.sevila_synthetic.build_info.n_frms.train is 4"):
+        tasks.setup_task(cfg).build_datasets(cfg)
+
+
+def test_a_misspelt_dataset_name_in_the_config_file_lists_the_registered_ones(tmp_path):
+    from lavis_sevila.cli import load_config
+
+    text = (Path(__file__).resolve().parent.parent / "projects/sevila/synthetic/eval_qa.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("sevila_synthetic:", "sevila_synthtic:"))
+    with pytest.raises(KeyError, match=r"unknown dataset 'sevila_synthtic'.*registered datasets: "):
+        load_config(str(bad), [])
+
+
+def test_a_pipeline_checks_every_step_before_the_first_one_trains(tmp_path, monkeypatch):
+    """num_keyframes > n_frms.eval in the last (evaluation) step fails before step 1 trains."""
+    from lavis_sevila import pipeline
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        f"pipeline:\n  output_dir: {tmp_path / 'out'}\n  steps:\n"
+        "    - {name: train, cfg: projects/sevila/synthetic/finetune_answerer.yaml}\n"
+        "    - name: evaluate\n      cfg: projects/sevila/synthetic/eval_qa.yaml\n      evaluate: true\n"
+        "      inputs: [train]\n"
+        "      options: [model.num_keyframes=8, datasets.sevila_synthetic.build_info.n_frms.eval=4]\n"
+    )
+    monkeypatch.setattr(pipeline, "run", lambda *a, **k: pytest.fail("a step ran before every step was checked"))
+    with pytest.raises(ValueError, match="model.num_keyframes is 8 but datasets.sevila_synthetic.build_info.n_frms.eval is 4"):
+        pipeline.run_pipeline(pipeline.Pipeline.load(str(spec)))
+
+
+def test_a_lavis_dataset_name_is_refused_with_ours_listed():
+    from lavis_sevila.datasets.builders import builder_class
+
+    with pytest.raises(KeyError, match=r"'coco_caption' is one of LAVIS's own.*registered SeViLA datasets: how2qa, nextqa, qvh, sevila_synthetic, star, tvqa, vlep"):
+        builder_class("coco_caption")
+    with pytest.raises(KeyError, match=r"registered datasets: how2qa, nextqa, qvh, sevila_synthetic, star, tvqa, vlep\"?$"):
+        builder_class("nextqq")

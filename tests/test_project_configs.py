@@ -196,7 +196,7 @@ def test_paper_hyper_parameters() -> None:
             10, 3e-5, 1000, 8, 2)
     for dataset in QA_DATASETS:
         sr = run(f"{dataset}/refine_localizer.yaml")
-        assert (sr.max_epoch, sr.init_lr, sr.warmup_steps, sr.batch_size_train * 4) == (10, 3e-5, 500, 64)
+        assert (sr.max_epoch, sr.init_lr, sr.batch_size_train * 4) == (10, 3e-5, 64)  # warmup: TABLE_11 below
         frames = load(PROJECTS / dataset / "refine_localizer.yaml").datasets_cfg[dataset].build_info.n_frms
         assert (frames.train, frames.eval) == (4, 32)
         for name, inference, n in (("eval_blip2_concat", "uniform", 4), ("eval_blip2_voting", "per_frame", 4),
@@ -265,3 +265,36 @@ def test_iterative_refinement_feeds_each_round_into_the_next(dataset: str) -> No
     assert answerers[1] in inputs[localizers[1]] and localizers[0] in inputs[localizers[1]]
     evals = [s for s in pipeline.steps if s.evaluate]
     assert evals[-1].inputs == [localizers[1], answerers[1]]
+
+
+#: The paper's Table 11 (arXiv 2305.06988, appendix): batch per GPU, lr, warmup steps, epochs,
+#: gradient accumulation, per training stage and dataset.  The QVH pre-training and refinement
+#: batch of 64 is read as 16 per GPU on 4 GPUs (docs/configs.md, "Disagreements").
+TABLE_11 = {
+    "nextqa/finetune_answerer.yaml": (8, 3e-5, 1000, 10, 2),
+    "star/finetune_answerer.yaml": (8, 3e-5, 1000, 10, 2),
+    "how2qa/finetune_answerer.yaml": (4, 3e-5, 3000, 10, 4),
+    "tvqa/finetune_answerer.yaml": (4, 3e-5, 8000, 10, 4),
+    "vlep/finetune_answerer.yaml": (4, 1e-5, 1200, 10, 4),
+    "nextqa/refine_localizer.yaml": (64, 3e-5, 500, 10, 1),
+    "star/refine_localizer.yaml": (64, 3e-5, 500, 10, 1),
+    "how2qa/refine_localizer.yaml": (64, 3e-5, 500, 10, 1),
+    "vlep/refine_localizer.yaml": (64, 3e-5, 500, 10, 1),
+    "tvqa/refine_localizer.yaml": (64, 3e-5, 2000, 10, 1),
+    "qvh/pretrain_localizer.yaml": (64, 3e-5, 1000, 80, 1),
+}
+GPUS_FOR_BATCH_64 = 4
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_11))
+def test_training_config_matches_table_11(name: str) -> None:
+    cfg = plain(load(PROJECTS / name).run_cfg)
+    batch = cfg["batch_size_train"] * (GPUS_FOR_BATCH_64 if TABLE_11[name][0] == 64 else 1)
+    got = (batch, cfg["init_lr"], cfg["warmup_steps"], cfg["max_epoch"], cfg["accum_grad_iters"])
+    assert got == TABLE_11[name]
+
+
+def test_table_11_covers_every_training_config_of_the_paper() -> None:
+    training = {rel(p).removeprefix("projects/sevila/") for p in PAPER_CONFIGS
+                if p.stem in ("finetune_answerer", "refine_localizer", "pretrain_localizer")}
+    assert training == set(TABLE_11)

@@ -56,3 +56,21 @@ def test_runs_as_a_module(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert f"{bad}:1: options: tvqa needs 5 options, got 1" in result.stderr
+
+
+def test_non_utf8_lines_are_named_by_line_and_the_rest_is_still_checked(tmp_path, capsys):
+    from lavis_sevila.data.schema import check_annotations
+
+    good = {"schema_version": 1, "dataset": "qvh", "kind": "moment", "qid": "m1", "video": "v",
+            "question": "a dog.", "duration": 10.0, "relevant_windows": [[0.0, 2.0]]}
+    path = tmp_path / "a.jsonl"
+    lines = [json.dumps(good).encode(), json.dumps({**good, "qid": "m2", "question": "caf\u00e9"}, ensure_ascii=False).encode("latin-1"),
+             json.dumps({**good, "qid": "m3", "duration": -1}).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    records, problems = check_annotations(path)
+    assert [r.qid for r in records] == ["m1"]
+    assert [p.location for p in problems] == [f"{path}:2", f"{path}:3"]  # line 3 is still checked
+    assert problems[0].field == "<encoding>" and "not UTF-8" in problems[0].message and "column" in problems[0].message
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2: <encoding>: not UTF-8" in err and f"{path}:3: duration" in err

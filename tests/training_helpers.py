@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,24 @@ def run_module(args: list[str], env_extra: dict[str, str] | None = None, timeout
 
 def python() -> str:
     return sys.executable
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for launchers that need one; torchrun takes --standalone)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+TORCHRUN_2 = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def build_shards(data: Path, split: str, out: Path, min_shards: int, frames: int = 8):
+    """Shards of one synthetic split, decoded as ``data_options`` samples them."""
+    from dataset_builders import shards as builder
+    from lavis_sevila.datasets.video_dataset import FrameSource
+
+    options = builder.BuildOptions(n_frms=frames, image_size=32, quality=95)
+    source = FrameSource(root=data / "videos", pattern="{video}.mp4")
+    return builder.build_shards([data / f"{split}.jsonl"], source, out, options, min_shards=min_shards,
+                                workers=1, log=lambda *_: None)

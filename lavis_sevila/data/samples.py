@@ -24,7 +24,7 @@ from torch.utils.data import default_collate
 
 from lavis_sevila.data import prompts
 from lavis_sevila.data.schema import Annotation
-from lavis_sevila.video.clip import Clip
+from lavis_sevila.video.clip import Clip, EmptyWindowError
 
 UNKNOWN = -1  # answer_idx, duration, frame labels and frame indices when not known
 
@@ -80,8 +80,39 @@ def _text_fields(record: Annotation) -> dict[str, Any]:
     }
 
 
+class WindowMismatchError(EmptyWindowError):
+    """A record's relevant windows end after the decoded video: annotation and video disagree.
+
+    Labelling such a clip would call every frame "no" (the moment is not in the video), so it
+    is handled like an unreadable video: skipped and counted in training, by
+    ``on_unreadable`` at evaluation.
+    """
+
+
+def window_tolerance(duration: float) -> float:
+    """How far (s) a window may end after the decoded end: rounding of 2 s annotation grids."""
+    return max(1.0, 0.05 * duration)
+
+
+def check_windows(record: Annotation, clip: Clip) -> None:
+    """Raise WindowMismatchError when a relevant window ends after the decoded video's end."""
+    if not record.relevant_windows:
+        return
+    limit = clip.duration + window_tolerance(clip.duration)
+    late = [list(window) for window in record.relevant_windows if window[1] > limit]
+    if late:
+        raise WindowMismatchError(
+            f"relevant window(s) {late} end after the decoded video's end ({clip.duration:.2f} s: "
+            f"{clip.num_frames} frames at {clip.fps:g} fps); the annotation does not fit this video"
+        )
+
+
 def make_sample(record: Annotation, clip: Clip, vis_processor: Callable[[torch.Tensor], torch.Tensor]) -> dict:
-    """The model's input for one question: processed frames, their times and labels, prompts."""
+    """The model's input for one question: processed frames, their times and labels, prompts.
+
+    Raises WindowMismatchError when the record's windows do not fit the decoded video.
+    """
+    check_windows(record, clip)
     frames = clip.frames  # uint8 [n, 3, H, W]: Clip checks it
     video = vis_processor(frames)
     if not isinstance(video, torch.Tensor) or not video.is_floating_point() or video.shape[:2] != frames.shape[:2]:
@@ -115,6 +146,22 @@ def unreadable_sample(record: Annotation, training: bool, num_frames: int, image
     if training:
         return Skipped(qid=record.qid, video=record.video, reason=reason)
     return unanswered_sample(record, num_frames, image_size, reason)
+
+
+class UnreadableSampleError(RuntimeError):
+    """Evaluation met a video it cannot read and ``on_unreadable`` is "fail"."""
+
+
+def unusable_sample(
+    record: Annotation, training: bool, on_unreadable: str, num_frames: int, image_size: int, reason: str
+) -> dict | Skipped:
+    """:func:`unreadable_sample`, or UnreadableSampleError when evaluation's policy is "fail"."""
+    if training or on_unreadable == "unanswered":
+        return unreadable_sample(record, training, num_frames, image_size, reason)
+    raise UnreadableSampleError(
+        f"question {record.qid}: {reason} (set on_unreadable: unanswered to count such "
+        "questions as wrong instead of stopping)"
+    )
 
 
 def unanswered_sample(record: Annotation, num_frames: int, image_size: int, reason: str) -> dict:

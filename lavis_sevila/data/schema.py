@@ -21,6 +21,11 @@ from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 
+#: ``extra`` key of a record kept with a caveat (e.g. a TVQA question whose ``ts`` gives no
+#: window, so the whole video is sampled): converters print and count such records and
+#: dataset builders report how many a split holds; the caveat travels with the record
+FLAG = "flag"
+
 DatasetName = Literal["nextqa", "star", "how2qa", "tvqa", "vlep", "qvh", "synthetic"]
 Kind = Literal["multiple_choice", "next_event", "moment"]
 
@@ -300,23 +305,46 @@ def duplicate_qid_problems(records: Iterable[tuple[str, Annotation]]) -> list[Pr
     return problems
 
 
-def jsonl_values(path: str | os.PathLike) -> Iterator[tuple[str, Any, Optional[Problem]]]:
-    """(location, decoded value, problem) per line: an empty line or bad JSON is a problem."""
-    path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            location = f"{path}:{number}"
-            if not line.strip():
-                yield location, None, Problem(location, "<line>", "empty line")
-                continue
+def utf8_lines(path: str | os.PathLike) -> Iterator[tuple[int, Optional[str], Optional[str]]]:
+    """(line number, text, problem) per line; a line that is not UTF-8 is a problem, not the end.
+
+    Decoding the whole file at once would stop at the first bad byte with a byte offset and
+    leave the rest unchecked; line by line, every bad line is named and the others are read.
+    """
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             try:
-                yield location, json.loads(line, parse_constant=reject_json_constant), None
-            except ValueError as error:
-                yield location, None, Problem(location, "<json>", str(error))
+                yield number, raw.decode("utf-8"), None
+            except UnicodeDecodeError as error:
+                bad = raw[error.start : error.start + 4]
+                yield number, None, f"not UTF-8: byte(s) {bad!r} at column {error.start + 1}; re-save the file as UTF-8"
+
+
+def jsonl_values(path: str | os.PathLike) -> Iterator[tuple[str, Any, Optional[Problem]]]:
+    """(location, decoded value, problem) per line: an empty line, bad bytes or bad JSON is a problem."""
+    path = Path(path)
+    for number, line, encoding_problem in utf8_lines(path):
+        location = f"{path}:{number}"
+        if encoding_problem is not None:
+            yield location, None, Problem(location, "<encoding>", encoding_problem)
+            continue
+        if not line.strip():
+            yield location, None, Problem(location, "<line>", "empty line")
+            continue
+        try:
+            yield location, json.loads(line, parse_constant=reject_json_constant), None
+        except ValueError as error:
+            yield location, None, Problem(location, "<json>", str(error))
 
 
 def check_annotations(path: str | os.PathLike) -> tuple[list[Annotation], list[Problem]]:
     """Read a jsonl file and return its valid records and every problem found."""
+    located, problems = check_located_annotations(path)
+    return [record for _, record in located], problems
+
+
+def check_located_annotations(path: str | os.PathLike) -> tuple[list[tuple[str, Annotation]], list[Problem]]:
+    """:func:`check_annotations` with each valid record's ``file:line``."""
     records: list[tuple[str, Annotation]] = []
     problems: list[Problem] = []
     for location, data, problem in jsonl_values(path):
@@ -328,7 +356,7 @@ def check_annotations(path: str | os.PathLike) -> tuple[list[Annotation], list[P
         if record is not None:
             records.append((location, record))
     problems.extend(duplicate_qid_problems(records))
-    return [record for _, record in records], problems
+    return records, problems
 
 
 def reject_json_constant(name: str) -> float:
@@ -366,10 +394,16 @@ def write_annotations(path: str | os.PathLike, records: Iterable[Annotation]) ->
         raise AnnotationError(problems)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from lavis_sevila.diskspace import explain_full_disk  # here: importing the package loads LAVIS
+
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(record.to_json_line() + "\n")
-    os.replace(partial, path)
+    try:
+        with explain_full_disk(path):
+            with open(partial, "w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(record.to_json_line() + "\n")
+            os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return len(records)
 

@@ -40,9 +40,11 @@ import torch
 import torchvision.io
 import webdataset as wds
 
-from lavis_sevila.data.samples import Skipped, check_unreadable_policy, collate, make_sample, unreadable_sample
+from lavis_sevila.data.samples import (
+    Skipped, check_unreadable_policy, collate, make_sample, unreadable_sample, unusable_sample,
+)
 from lavis_sevila.data.schema import Annotation
-from lavis_sevila.video.clip import Clip
+from lavis_sevila.video.clip import Clip, EmptyWindowError
 
 FORMAT = "lavis_sevila.shards"
 FORMAT_VERSION = 1
@@ -194,16 +196,23 @@ def _worker() -> tuple[int, int]:
 
 
 def _distributed() -> tuple[int, int]:
+    """(rank, world size) of the process group; in a DataLoader worker that does not see
+    the group (a start method other than fork), the launcher's RANK/WORLD_SIZE, which
+    workers inherit."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if torch.utils.data.get_worker_info() is not None and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     return 0, 1
 
 
 class ShardDataset(wds.DataPipeline):
     """Samples of one split streamed from shards (module docstring).
 
-    ``rank``/``world_size`` default to torch.distributed's (0/1 when it is not initialised);
-    pass them to split by hand.  Questions whose clip is absent from the shards (it failed
+    ``rank``/``world_size`` default to torch.distributed's (0/1 when it is not initialised),
+    read each time the split is needed (iterating, ``len``), not at construction: a dataset
+    built before the process group existed must still read only its rank's shards.  Pass
+    them to split by hand.  Questions whose clip is absent from the shards (it failed
     to decode at build time, or the shards were built from other annotations):
 
     - training: a :class:`~lavis_sevila.data.samples.Skipped` marker each, counted by the
@@ -231,6 +240,7 @@ class ShardDataset(wds.DataPipeline):
     ):
         super().__init__()
         check_unreadable_policy(on_unreadable)
+        self.on_unreadable = on_unreadable
         if not records:
             raise ValueError("no annotation records: an empty split is a configuration error")
         self.index = index if isinstance(index, ShardIndex) else ShardIndex.load(index)
@@ -239,11 +249,10 @@ class ShardDataset(wds.DataPipeline):
         self.training = training
         self.n_frms, self.image_size = n_frms, image_size
         self.shuffle_buffer = shuffle_buffer
-        default_rank, default_world = _distributed()
-        self.rank = default_rank if rank is None else rank
-        self.world_size = default_world if world_size is None else world_size
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
+        self._rank, self._world_size = rank, world_size
+        if (rank is None) != (world_size is None):
+            raise ValueError("pass both rank and world_size, or neither (torch.distributed's)")
+        self._check_partition()
         self.annotation = list(records)
         self.by_key: dict[str, list[Annotation]] = {}
         self.missing: list[tuple[Annotation, str]] = []
@@ -265,7 +274,6 @@ class ShardDataset(wds.DataPipeline):
             warnings.warn(f"{len(self.missing)} of {len(self.annotation)} questions have no clip in the shards; "
                           f"they are reported as {'skipped' if training else 'unanswered'}")
         self.shard_urls = self.index.shard_paths
-        self.my_urls = self.shard_urls[self.rank:: self.world_size]
         self._epoch = 0
         self.pipeline = [
             self._urls,
@@ -274,6 +282,24 @@ class ShardDataset(wds.DataPipeline):
         ]
         if training:
             self.pipeline.append(self._shuffled)
+
+    @property
+    def rank(self) -> int:
+        return _distributed()[0] if self._rank is None else self._rank
+
+    @property
+    def world_size(self) -> int:
+        return _distributed()[1] if self._world_size is None else self._world_size
+
+    def _check_partition(self) -> None:
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
+
+    @property
+    def my_urls(self) -> list[str]:
+        """This rank's shards (``rank::world_size``), for the process group as it is now."""
+        self._check_partition()
+        return self.shard_urls[self.rank:: self.world_size]
 
     def __len__(self) -> int:
         """Samples this rank produces per epoch (all its workers together)."""
@@ -321,7 +347,10 @@ class ShardDataset(wds.DataPipeline):
             if (meta["n_frms"], meta["image_size"]) != (self.n_frms, self.image_size):
                 raise ShardIndexError(f"clip {meta['key']} in {raw.get('__url__')} disagrees with index.json")
             for record in records:
-                yield make_sample(record, clip, self.vis_processor)
+                try:
+                    yield make_sample(record, clip, self.vis_processor)
+                except EmptyWindowError as error:  # windows beyond the decoded end: as unreadable
+                    yield unusable_sample(record, self.training, self.on_unreadable, self.n_frms, self.image_size, str(error))
 
     def _shuffled(self, samples: Iterable[Any]) -> Iterator[Any]:
         rng = self._rng("samples")

@@ -14,19 +14,31 @@ from typing import Any
 
 from lavis.common.registry import registry
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from lavis_sevila.data.schema import load_records
+from lavis_sevila.data.schema import FLAG, load_records
+from lavis_sevila.datasets.config import DatasetConfig, VideosConfig
 from lavis_sevila.datasets.video_dataset import FrameSource, SevilaVideoDataset
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent  # lavis_sevila/, where configs/ lives
-SPLITS = ("train", "val", "test")
+
+
+def builder_class(name: str) -> type["SevilaDatasetBuilder"]:
+    """The builder registered as ``name``; a clear error listing the registered names otherwise."""
+    builder = registry.get_builder_class(name)
+    ours = sorted(n for n, cls in registry.mapping["builder_name_mapping"].items() if issubclass(cls, SevilaDatasetBuilder))
+    if builder is None:
+        raise KeyError(f"unknown dataset {name!r} under datasets:; registered datasets: {', '.join(ours)}")
+    if not issubclass(builder, SevilaDatasetBuilder):
+        raise KeyError(f"dataset {name!r} is one of LAVIS's own, which SeViLA's tasks cannot read; "
+                       f"registered SeViLA datasets: {', '.join(ours)}")
+    return builder
 
 
 class SevilaDatasetBuilder(BaseDatasetBuilder):
     """Builds train/val/test :class:`SevilaVideoDataset` from ``build_info``.
 
-    ``build_info``:
+    ``build_info`` (every key checked at construction, see ``lavis_sevila.datasets.config``):
       annotations.<split>.storage  annotation jsonl (or a list of them) per split; null
                                    switches the split off
       videos.storage / pattern / fps / backend   see :class:`FrameSource`
@@ -37,7 +49,13 @@ class SevilaDatasetBuilder(BaseDatasetBuilder):
                                    WebDataset shards instead of decoding videos
     """
 
+    NAME = ""  # the registered dataset name (set by ``register``)
     DATASET_CONFIG_DICT: dict[str, str] = {}
+
+    def __init__(self, cfg: Any = None) -> None:
+        super().__init__(cfg)
+        raw = OmegaConf.to_container(self.config, resolve=True) if OmegaConf.is_config(self.config) else dict(self.config)
+        self.settings = DatasetConfig.from_dict(self.NAME, raw)
 
     @classmethod
     def default_config_path(cls, type: str = "default") -> str:
@@ -52,42 +70,34 @@ class SevilaDatasetBuilder(BaseDatasetBuilder):
     def _name(self) -> str:
         return type(self).__name__
 
-    def _annotation_paths(self) -> dict[str, list[Path]]:
-        annotations = self.config.build_info.annotations
-        paths = {}
-        for split in annotations:
-            if split not in SPLITS:
-                raise ValueError(f"{self._name()}: unknown split {split!r} in build_info.annotations (use {SPLITS})")
-            storage = annotations[split].storage
-            if storage is None:  # the split is switched off in the config
-                continue
-            paths[split] = [Path(p) for p in (storage if isinstance(storage, (list, ListConfig)) else [storage])]
-        return paths
-
     def build(self) -> dict[str, Any]:
         self.build_processors()
-        if self.config.get("text_processor") is not None:
-            raise ValueError(f"{self._name()}: SeViLA applies no text processor; remove text_processor from the config")
-        info = self.config.build_info
-        shards = info.get("shards") or {}
+        info = self.settings.build_info
         datasets = {}
-        for split, paths in self._annotation_paths().items():
+        for split, files in info.annotations.items():
+            paths = [Path(p) for p in files]
             training = split == "train"
             vis_processor = self.vis_processors["train" if training else "eval"]
             missing = [str(path) for path in paths if not path.is_file()]
             if missing:
                 raise FileNotFoundError(f"{self._name()} {split} annotations not found: {', '.join(missing)}")
             records = load_records(paths)
+            flagged = [record for record in records if FLAG in record.extra]
+            if flagged:
+                logging.warning(
+                    "%s %s: %d of %d records are flagged (extra.%s), e.g. %s: %s", self._name(), split,
+                    len(flagged), len(records), FLAG, flagged[0].qid, flagged[0].extra[FLAG],
+                )
             common = dict(
                 training=training,
-                n_frms=int(info.n_frms["train" if training else "eval"]),
-                image_size=int(info.image_size),
-                on_unreadable=str(info.get("on_unreadable", "fail")),
+                n_frms=info.n_frms.train if training else info.n_frms.eval,
+                image_size=info.image_size,
+                on_unreadable=info.on_unreadable,
             )
-            if shards.get(split):
+            if info.shards.get(split):
                 from lavis_sevila.data.shards import ShardDataset  # WebDataset, only when asked for
 
-                datasets[split] = ShardDataset(shards[split], records, vis_processor, **common)
+                datasets[split] = ShardDataset(info.shards[split], records, vis_processor, **common)
             else:
                 datasets[split] = SevilaVideoDataset(records, self._frame_source(info.videos), vis_processor, **common)
             logging.info("%s %s: %d records from %s", self._name(), split, len(records), ", ".join(map(str, paths)))
@@ -99,63 +109,71 @@ class SevilaDatasetBuilder(BaseDatasetBuilder):
         Frames are decoded at ``build_info.image_size``; the processors are given the same
         size, and a processor config that names another size is refused.
         """
-        image_size = int(self.config.build_info.image_size)
-        processors = self.config.get("vis_processor") or {}
+        image_size = self.settings.build_info.image_size
         for role in ("train", "eval"):
-            config = processors.get(role)
+            config = self.settings.vis_processor.get(role)
             if config is None:
                 raise ValueError(f"{self._name()}: vis_processor.{role} is not configured")
-            if registry.get_processor_class(config.name) is None:
-                raise KeyError(f"{self._name()}: vis processor {config.name!r} is not registered in LAVIS")
-            if config.get("image_size", image_size) != image_size:
+            if config.options.get("image_size", image_size) != image_size:
                 raise ValueError(
-                    f"{self._name()}: vis_processor.{role}.image_size is {config.image_size} but frames are "
+                    f"{self._name()}: vis_processor.{role}.image_size is {config.options['image_size']} but frames are "
                     f"decoded at build_info.image_size {image_size}; set only build_info.image_size"
                 )
-            self.vis_processors[role] = self._build_proc_from_cfg(OmegaConf.merge(config, {"image_size": image_size}))
+            merged = OmegaConf.create({**config.options, "name": config.name, "image_size": image_size})
+            self.vis_processors[role] = self._build_proc_from_cfg(merged)
 
     @staticmethod
-    def _frame_source(videos: DictConfig) -> FrameSource:
-        fps = videos.get("fps")
+    def _frame_source(videos: VideosConfig) -> FrameSource:
+        if videos.storage is None:
+            raise ValueError("build_info.videos.storage is not set: give the folder of the videos")
         return FrameSource(
             root=Path(videos.storage),
-            pattern=str(videos.get("pattern", "{video}.mp4")),
-            fps=None if fps is None else float(fps),
-            backend=str(videos.get("backend", "auto")),
+            pattern=videos.pattern,
+            fps=None if videos.fps is None else float(videos.fps),
+            backend=videos.backend,
         )
 
 
+def register(name: str):
+    """Register a builder under ``name`` with LAVIS and tell it its name (for messages)."""
 
-@registry.register_builder("nextqa")
+    def wrap(cls: type[SevilaDatasetBuilder]) -> type[SevilaDatasetBuilder]:
+        cls.NAME = name
+        return registry.register_builder(name)(cls)
+
+    return wrap
+
+
+@register("nextqa")
 class NExTQABuilder(SevilaDatasetBuilder):
     DATASET_CONFIG_DICT = {"default": "configs/datasets/nextqa/defaults.yaml"}
 
 
-@registry.register_builder("star")
+@register("star")
 class STARBuilder(SevilaDatasetBuilder):
     DATASET_CONFIG_DICT = {"default": "configs/datasets/star/defaults.yaml"}
 
 
-@registry.register_builder("how2qa")
+@register("how2qa")
 class How2QABuilder(SevilaDatasetBuilder):
     DATASET_CONFIG_DICT = {"default": "configs/datasets/how2qa/defaults.yaml"}
 
 
-@registry.register_builder("tvqa")
+@register("tvqa")
 class TVQABuilder(SevilaDatasetBuilder):
     DATASET_CONFIG_DICT = {"default": "configs/datasets/tvqa/defaults.yaml"}
 
 
-@registry.register_builder("vlep")
+@register("vlep")
 class VLEPBuilder(SevilaDatasetBuilder):
     DATASET_CONFIG_DICT = {"default": "configs/datasets/vlep/defaults.yaml"}
 
 
-@registry.register_builder("qvh")
+@register("qvh")
 class QVHBuilder(SevilaDatasetBuilder):
     DATASET_CONFIG_DICT = {"default": "configs/datasets/qvh/defaults.yaml"}
 
 
-@registry.register_builder("sevila_synthetic")
+@register("sevila_synthetic")
 class SyntheticBuilder(SevilaDatasetBuilder):
     DATASET_CONFIG_DICT = {"default": "configs/datasets/sevila_synthetic/defaults.yaml"}

@@ -9,7 +9,8 @@ one, "random" per interval in training and "uniform" (interval midpoints) at eva
 (spec section 4; the rule itself is in ``lavis_sevila.video.sampling``).
 
 Unreadable videos (a missing file, a file that does not decode, a window outside the
-video) never make the dataset return another question instead:
+video, relevant windows that end after the decoded video) never make the dataset return
+another question instead:
 - training: ``__getitem__`` returns :class:`~lavis_sevila.data.samples.Skipped`;
   ``collater`` reports it in ``batch["skipped"]`` for the runner's ``SkipCounter``;
 - evaluation, ``on_unreadable="fail"`` (default): raises :class:`UnreadableSampleError`
@@ -27,14 +28,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lavis_sevila.data.samples import Skipped, check_unreadable_policy, collate, make_sample, unreadable_sample
+from lavis_sevila.data.samples import (
+    Skipped,
+    UnreadableSampleError,
+    check_unreadable_policy,
+    collate,
+    make_sample,
+    unusable_sample,
+)
 from lavis_sevila.data.schema import Annotation
 from lavis_sevila.video import EmptyWindowError, VideoReadError, read_clip
 
 
-
-class UnreadableSampleError(RuntimeError):
-    """Evaluation met a video it cannot read and ``on_unreadable`` is "fail"."""
+__all__ = ["FrameSource", "SevilaVideoDataset", "UnreadableSampleError"]
 
 
 @dataclass(frozen=True)
@@ -123,16 +129,9 @@ class SevilaVideoDataset(Dataset):
     def __getitem__(self, index: int) -> dict | Skipped:
         record = self.annotation[index]
         try:
-            clip = self.read(record)
-        except (VideoReadError, EmptyWindowError) as error:
-            reason = str(error)
-            if self.training or self.on_unreadable == "unanswered":
-                return unreadable_sample(record, self.training, self.n_frms, self.image_size, reason)
-            raise UnreadableSampleError(
-                f"question {record.qid}: {reason} (set on_unreadable: unanswered to count such "
-                "questions as wrong instead of stopping)"
-            ) from error
-        return make_sample(record, clip, self.vis_processor)
+            return make_sample(record, self.read(record), self.vis_processor)
+        except (VideoReadError, EmptyWindowError) as error:  # incl. windows beyond the decoded end
+            return unusable_sample(record, self.training, self.on_unreadable, self.n_frms, self.image_size, str(error))
 
     def collater(self, samples: Sequence[dict | Skipped]) -> dict:
         return collate(samples)

@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from lavis_sevila.diskspace import NoSpaceLeft, explain_full_disk
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "lavis_sevila.checkpoint/1"
@@ -45,6 +47,10 @@ def _load_weights_only(path: str | os.PathLike) -> Any:
 
 def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict inside ``path`` (``{"model": sd}``, ``{"module": sd}`` or a bare sd)."""
+    from lavis_sevila.models.convert_hf import HFSource
+
+    if isinstance(path, HFSource):  # an HF BLIP-2 (model.pretrained: hf:...), converted key by key
+        return path.load()
     return state_dict_of(_load_weights_only(path), source=str(path))
 
 
@@ -107,6 +113,10 @@ def load_into(
             f"{source}: {len(unexpected)} key(s) the model does not have: {_by_group(unexpected)} "
             "(set model.allow_unexpected to patterns of keys you mean to drop)"
         )
+    if not accepted:  # {} or {"model": {}}: loading it would change nothing, and say so quietly
+        ignored = sum(len(keys) for keys in report.ignored.values())
+        held = "no tensors" if not state else f"{len(state)} tensor(s), all dropped by model.allow_unexpected ({ignored})"
+        raise CheckpointError(f"{source}: holds {held}: no weights for this model; is it the right file?")
 
     own_groups: dict[str, set[str]] = defaultdict(set)
     for key in own:
@@ -154,7 +164,8 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     Whole groups, so the file loads under the group-completeness rule above, here and in
     the authors' code.
     """
-    groups = {group_of(name) for name, p in model.named_parameters() if p.requires_grad}
+    name_of = getattr(model, "checkpoint_key", None) or (lambda key: key)  # LoRA: file names of adapter keys
+    groups = {group_of(name_of(name)) for name, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if group_of(k) in groups}
 
 
@@ -182,13 +193,56 @@ def save_checkpoint(
     run killed while saving never leaves a half-written checkpoint behind.
     """
     state = trainable_state(model)
-    payload = {"model": state, "manifest": manifest_for(state, **dict(info or {})), **extra}
+    info = dict(info or {})
+    notes = getattr(model, "checkpoint_notes", None)
+    if notes is not None:
+        info.update(notes())  # e.g. "lora": what the adapter file holds and lacks
+    payload = {"model": state, "manifest": manifest_for(state, **info), **extra}
+    return atomic_save(payload, path)
+
+
+def atomic_save(payload: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` that never leaves a half-written file under ``path``.
+
+    Written to a temporary name in the same folder, flushed to disk, then renamed over
+    ``path`` (a rename is atomic), so a reader finds the old file or the new one, whole.
+    Written through a Python file, so a full disk is an ``OSError`` naming the path (not
+    the C++ writer's bare "basic_ios::clear").
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    torch.save(payload, partial)
-    os.replace(partial, path)
+    partial = path.with_name(f"{path.name}.part{os.getpid()}")
+    try:
+        with explain_full_disk(path), open(partial, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except NoSpaceLeft:
+        partial.unlink(missing_ok=True)
+        raise
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, f"{error.strerror or error} while writing checkpoint {path}") from error
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every file system allows it)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Today: initialising one role from the other (both roles start from one BLIP-2, as the
 paper says; the tiny demo, which has no BLIP-2, starts its answerer from the localizer it
-pre-trained).  Roadmap: Hugging Face ``Blip2ForConditionalGeneration`` <-> ours,
-and merging a localizer checkpoint with an answerer checkpoint.
+pre-trained).  Hugging Face ``Blip2ForConditionalGeneration`` <-> ours is
+``convert_hf.py``; merging a localizer checkpoint with an answerer checkpoint is ``merge.py``.
 """
 from __future__ import annotations
 

@@ -30,13 +30,14 @@ from lavis_sevila.data import prompts
 from lavis_sevila.models import checkpoint as ckpt
 from lavis_sevila.models.config import SeViLAConfig
 from lavis_sevila.models.convert import copy_role, role_groups
-from lavis_sevila.models.keyframes import get_selector
+from lavis_sevila.models.keyframes import build_selector
 from lavis_sevila.models.layout import PromptLayout
-from lavis_sevila.models.llm import LLMInputs, build_language_model
+from lavis_sevila.models.lora import LoRA, ROLE_GROUP
+from lavis_sevila.models.llm import LLMInputs, build_language_model, family_class
 from lavis_sevila.models.pretrained import resolve_file
 from lavis_sevila.models.qformer import build_qformer, query_features
 from lavis_sevila.models.stages import ANSWERER, LOCALIZER, Stage
-from lavis_sevila.models.tokenizer import derive_token_ids, load_tokenizer
+from lavis_sevila.models.tokenizer import derive_token_ids
 from lavis_sevila.models.vision import build_vision_encoder, freeze_module, vision_width
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,15 @@ logger = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
 ROLE_SUFFIX = {ANSWERER: "", LOCALIZER: "_loc"}
 EVAL_MODES = ("chain", "chain_single", "uniform", "per_frame", "localize")
+
+
+def option_counts(counts: Any, letters: int) -> torch.Tensor:
+    """Per-row option counts [B] as a long tensor; 0 (unknown) means all ``letters`` read."""
+    counts = torch.as_tensor(counts).long().cpu()
+    counts = torch.where(counts > 0, counts, torch.full_like(counts, letters))
+    if int(counts.max()) > letters:
+        raise ValueError(f"a question has {int(counts.max())} options but only {letters} option letters are read")
+    return counts
 
 
 @dataclass
@@ -79,19 +89,24 @@ class Answer:
 class SeViLA(BaseModel):
     PRETRAINED_MODEL_CONFIG_DICT = {
         "pretrain_flant5xl": "sevila_pretrain_flant5xl.yaml",
+        "pretrain_opt2.7b": "sevila_pretrain_opt2.7b.yaml",
+        "minigpt4_vicuna7b": "sevila_minigpt4_vicuna7b.yaml",
         "tiny": "sevila_tiny.yaml",
+        "tiny_opt": "sevila_tiny_opt.yaml",
+        "tiny_llama": "sevila_tiny_llama.yaml",
     }
 
     def __init__(self, config: SeViLAConfig) -> None:
         super().__init__()
         self.config = config
-        tokenizer = load_tokenizer(config.tokenizer)
-        self.token_ids = derive_token_ids(tokenizer)
+        family = family_class(config.llm.family)  # owns its tokenizer class and target tokens
+        tokenizer = family.load_tokenizer(config.tokenizer)
+        self.token_ids = derive_token_ids(tokenizer, family.target_lead)
         self.visual_encoder = build_vision_encoder(config.vision)
         width = vision_width(self.visual_encoder)
         self.llm = build_language_model(config.llm, tokenizer)
         self.add_module(self.llm.state_key, self.llm.module)
-        self.proj_name = self.llm.state_key.replace("_model", "_proj")  # t5_model -> t5_proj
+        self.proj_name = self.llm.proj_key  # t5_proj, opt_proj, llama_proj
         for suffix in ROLE_SUFFIX.values():
             qformer, query_tokens = build_qformer(config.qformer, width)
             self.add_module("ln_vision" + suffix, LayerNorm(width))
@@ -99,7 +114,10 @@ class SeViLA(BaseModel):
             self.register_parameter("query_tokens" + suffix, query_tokens)
             self.add_module(self.proj_name + suffix, nn.Linear(config.qformer.hidden_size, self.llm.width))
         self.layout = PromptLayout(self.llm, config.max_txt_len)
-        self.select_keyframes = get_selector(config.keyframe_selection)
+        self.lora = None
+        if config.lora is not None and config.lora.roles:
+            self.lora = LoRA(self.llm.module, self.llm.state_key, config.lora, self.llm.lora_targets)
+        self.select_keyframes = build_selector(config.keyframe_selection, config.keyframe_selection_args)
         self.stage = Stage.INFER
         self.weight_sources: dict[str, str] = {}
 
@@ -135,8 +153,11 @@ class SeViLA(BaseModel):
             self.weight_sources["visual_encoder"] = config.vision.weights
         if config.llm.name_or_path:
             self.weight_sources[self.llm.state_key] = config.llm.name_or_path
-        if config.pretrained:
-            self.load_checkpoint(config.pretrained)
+        if self.lora is not None:  # adapters start as peft initialises them (B = 0: the base LLM exactly)
+            for role in self.lora.roles:
+                self.weight_sources[ROLE_GROUP[role]] = "LoRA init (B = 0)"
+        for source in config.pretrained:
+            self.load_checkpoint(source)
         if config.localizer_init == "answerer":
             self.init_role_from(ANSWERER, LOCALIZER)
         for source in config.finetuned:
@@ -174,6 +195,33 @@ class SeViLA(BaseModel):
     def load_from_pretrained(self, url_or_filename: str) -> ckpt.LoadReport:  # LAVIS's name for it
         return self.load_checkpoint(url_or_filename)
 
+    # -- the checkpoint boundary (LoRA keys in the authors' layout: models/lora.py) ------------
+    def checkpoint_key(self, key: str) -> str:
+        """The name ``key`` (a parameter or buffer name) has in checkpoints."""
+        return self.lora.file_key(key) if self.lora is not None else key
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        return self.lora.to_file(state) if self.lora is not None and not args and not kwargs.get("prefix") else state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if self.lora is not None:
+            state_dict = self.lora.from_file(state_dict, super().state_dict().keys())
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def checkpoint_notes(self) -> dict[str, Any]:
+        """What a training checkpoint's manifest says beyond its keys (LoRA: adapters only)."""
+        return {"lora": self.lora.manifest()} if self.lora is not None else {}
+
+    @contextlib.contextmanager
+    def serving(self, role: str) -> Iterator[None]:
+        """LLM calls inside run with ``role``'s LoRA adapter (nothing to switch without LoRA)."""
+        if self.lora is None:
+            yield
+        else:
+            with self.lora.use(role):
+                yield
+
     # -- stages ------------------------------------------------------------------------
     def set_stage(self, stage: Stage | str) -> list[str]:
         """Make exactly the stage's parameters trainable; return their names.
@@ -188,6 +236,8 @@ class SeViLA(BaseModel):
         trained = []
         if stage.trained_role is not None:
             trained.extend(role_groups(ROLE_SUFFIX[stage.trained_role], self.proj_name))
+            if self.lora is not None and stage.trained_role in self.lora.roles:
+                trained.append(ROLE_GROUP[stage.trained_role])
             if not self.config.freeze_llm:
                 trained.append(self.llm.state_key)
         if self.config.freeze_vit or stage is Stage.INFER:
@@ -196,7 +246,7 @@ class SeViLA(BaseModel):
             self.visual_encoder.__dict__.pop("train", None)  # undo an earlier freeze_module
             trained.append("visual_encoder")
         for name, param in self.named_parameters():
-            if ckpt.group_of(name) in trained:
+            if ckpt.group_of(self.checkpoint_key(name)) in trained:
                 param.requires_grad = True
         return [name for name, param in self.named_parameters() if param.requires_grad]
 
@@ -235,6 +285,21 @@ class SeViLA(BaseModel):
     def letter_ids(self, num_options: int | None = None) -> list[int]:
         return list(self.token_ids.letters[: num_options or self.config.answer_num])
 
+    @staticmethod
+    def mask_options(logits: torch.Tensor, counts: torch.Tensor | None) -> torch.Tensor:
+        """Letter logits [B, ..., A] with each row's letters past its own option count at -inf.
+
+        A batch may mix questions with 2 and 5 options; the letters are read up to the
+        largest count, so a row must never pick (or vote for) a letter it does not have.
+        ``counts`` [B] (None: no masking); a count of 0 (no options known) masks nothing.
+        """
+        if counts is None:
+            return logits
+        counts = option_counts(counts, logits.shape[-1]).to(logits.device)
+        letters = torch.arange(logits.shape[-1], device=logits.device)
+        beyond = letters >= counts.reshape(-1, *([1] * (logits.dim() - 1)))
+        return logits.masked_fill(beyond, float("-inf"))
+
     def _single_frame_inputs(self, role: str, feats: torch.Tensor, texts: Sequence[str]) -> LLMInputs:
         """Image layout for every frame of [B, T, P, D] features: B*T rows, text repeated."""
         t = feats.shape[1]
@@ -257,7 +322,8 @@ class SeViLA(BaseModel):
         for start in range(0, b * t, chunk):
             visual = self.role_tokens(LOCALIZER, flat[start : start + chunk])
             inputs = self.layout.single_frame(visual, text.rows(start, start + chunk))
-            (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
+            with self.serving(LOCALIZER):
+                (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
             yes.append(logits[:, self.token_ids.yes])
             no.append(logits[:, self.token_ids.no])
         return FrameLogits(torch.cat(yes).reshape(b, t), torch.cat(no).reshape(b, t))
@@ -267,7 +333,8 @@ class SeViLA(BaseModel):
         inputs = self._single_frame_inputs(LOCALIZER, feats, loc_texts)
         words = self.layout.targets([prompts.NO, prompts.YES], feats.device)  # row 0 "no", row 1 "yes"
         pick = labels.reshape(-1).long()
-        return self.llm.teacher_forced(inputs, words.ids[pick], words.mask[pick]).loss
+        with self.serving(LOCALIZER):
+            return self.llm.teacher_forced(inputs, words.ids[pick], words.mask[pick]).loss
 
     # -- answerer ----------------------------------------------------------------------
     def answer_logits(self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None) -> torch.Tensor:
@@ -277,8 +344,7 @@ class SeViLA(BaseModel):
         ``generate(...).scores[1]`` (a sample that emits EOS at step 1 is still read at
         step 2, conditioned on that EOS).
         """
-        _, step2 = self.llm.greedy_step_logits(self._video_inputs(feats, qa_texts), steps=2)
-        return step2[:, self.letter_ids(num_options)]
+        return self._read_letters(self._video_inputs(feats, qa_texts), num_options)
 
     def answer_logits_per_frame(
         self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None
@@ -286,13 +352,21 @@ class SeViLA(BaseModel):
         """Option-letter logits [B, T, A] answering from each frame alone (image layout)."""
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
-        _, step2 = self.llm.greedy_step_logits(inputs, steps=2)
-        return step2[:, self.letter_ids(num_options)].reshape(b, t, -1)
+        return self._read_letters(inputs, num_options).reshape(b, t, -1)
+
+    def _read_letters(self, inputs: LLMInputs, num_options: int | None) -> torch.Tensor:
+        """Option-letter logits at the family's read step (T5: greedy step 2; decoder-only:
+        step 1 after the appended "Option" token, see PromptLayout.for_answer_read)."""
+        inputs, step = self.layout.for_answer_read(inputs, self.token_ids.option_prefix)
+        with self.serving(ANSWERER):
+            read = self.llm.greedy_step_logits(inputs, steps=step)[step - 1]
+        return read[:, self.letter_ids(num_options)]
 
     def answerer_loss(self, feats: torch.Tensor, qa_texts: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
         """Teacher-forced loss of "Option X" from k frames [B, k, P, D] (video layout)."""
         target = self.layout.targets(targets, feats.device)
-        return self.llm.teacher_forced(self._video_inputs(feats, qa_texts), target.ids, target.mask).loss
+        with self.serving(ANSWERER):
+            return self.llm.teacher_forced(self._video_inputs(feats, qa_texts), target.ids, target.mask).loss
 
     # -- chains ------------------------------------------------------------------------
     @staticmethod
@@ -306,17 +380,27 @@ class SeViLA(BaseModel):
         scores = self.frame_logits(feats, loc_texts)
         return self.select_keyframes(scores.yes, k or self.config.num_keyframes), scores
 
-    def pseudo_labels(self, feats: torch.Tensor, qa_texts: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
+    def pseudo_labels(
+        self,
+        feats: torch.Tensor,
+        qa_texts: Sequence[str],
+        targets: Sequence[str],
+        num_options: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Reverse chain: True where the answerer, reading that frame alone, is right [B, T].
 
         Image layout, teacher-forced on the target "Option X"; the predicted letter is the
-        argmax over the option letters at decoder position 1 (spec section 6.3).
+        argmax over the option letters at decoder position 1 (spec section 6.3; every
+        family returns target-aligned logits, so this is the letter's target position), over the
+        question's own ``num_options`` [B] letters when given (mixed option counts).
         """
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
         target = self.layout.targets(targets, feats.device).repeat(t)
-        logits = self.llm.teacher_forced(inputs, target.ids, target.mask).logits
-        predicted = logits[:, 1, self.letter_ids()].argmax(dim=-1).reshape(b, t)
+        with self.serving(ANSWERER):
+            logits = self.llm.teacher_forced(inputs, target.ids, target.mask).logits
+        letters = logits[:, self.token_ids.letter_index, self.letter_ids()].reshape(b, t, -1)
+        predicted = self.mask_options(letters, num_options).argmax(dim=-1)
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
         return predicted == truth[:, None]
 
@@ -358,7 +442,7 @@ class SeViLA(BaseModel):
     def _loss_refine_localizer(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
         feats = self.encode_frames(samples["video"])
         with self.frozen_role(self.stage.frozen_role):
-            labels = self.pseudo_labels(feats, samples["qa_input"], samples["qa_output"])
+            labels = self.pseudo_labels(feats, samples["qa_input"], samples["qa_output"], samples.get("num_options"))
         loss = self.localizer_loss(feats, samples["loc_input"], labels)
         return {"loss": loss, "pseudo_yes_rate": labels.float().mean()}
 
@@ -395,7 +479,9 @@ class SeViLA(BaseModel):
         """One record per question of the batch (see EVAL_MODES).
 
         Rows with ``video_ok`` False (unreadable video kept for counting) never reach the
-        model: their prediction is -1 (unanswered), never a guess.
+        model: their prediction is -1 (unanswered), never a guess.  ``num_options`` is how
+        many letters are read (default: the batch's largest ``samples["num_options"]``, else
+        ``answer_num``); each row then chooses only among its own ``num_options`` letters.
         """
         if mode not in EVAL_MODES:
             raise ValueError(f"unknown evaluation mode {mode!r}; available: {EVAL_MODES}")
@@ -412,12 +498,24 @@ class SeViLA(BaseModel):
         pick = torch.tensor(rows, device=video.device)
         feats = self.encode_frames(video.index_select(0, pick))
         take = lambda key: [samples[key][i] for i in rows]  # noqa: E731
-        outputs = getattr(self, f"_predict_{mode}")(feats, take, num_options)
+        counts = None
+        if samples.get("num_options") is not None:
+            counts = torch.as_tensor(take("num_options"), dtype=torch.long)
+            num_options = num_options or int(counts.max()) or None
+            counts = option_counts(counts, len(self.letter_ids(num_options)))
+        outputs = getattr(self, f"_predict_{mode}")(feats, take, num_options, counts)
         for row, out in zip(rows, outputs):
             records[row].update(out)
         return records
 
-    def _predict_chain(self, feats, take, num_options) -> list[dict[str, Any]]:
+    @staticmethod
+    def _own_options(logits: torch.Tensor, counts: torch.Tensor | None) -> list[torch.Tensor]:
+        """Each row's letter logits cut to its own option count (masked argmax, finite scores)."""
+        if counts is None:
+            return list(logits)
+        return [row[..., : int(n)] for row, n in zip(logits, counts.tolist())]
+
+    def _predict_chain(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         chosen, scores = self.keyframes(feats, take("loc_input"))
         logits = self.answer_logits(self.gather_frames(feats, chosen), take("qa_input"), num_options)
         return [
@@ -428,39 +526,42 @@ class SeViLA(BaseModel):
                 "keyframe_scores": yes[idx].tolist(),
                 "frame_scores": yes.tolist(),
             }
-            for row, idx, yes in zip(logits, chosen, scores.yes)
+            for row, idx, yes in zip(self._own_options(logits, counts), chosen, scores.yes)
         ]
 
-    def _predict_chain_single(self, feats, take, num_options) -> list[dict[str, Any]]:
+    def _predict_chain_single(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         chosen, scores = self.keyframes(feats, take("loc_input"), k=1)
         logits = self.answer_logits_per_frame(self.gather_frames(feats, chosen), take("qa_input"), num_options)[:, 0]
         return [
             {"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": idx.tolist(),
              "frame_scores": yes.tolist()}
-            for row, idx, yes in zip(logits, chosen, scores.yes)
+            for row, idx, yes in zip(self._own_options(logits, counts), chosen, scores.yes)
         ]
 
-    def _predict_uniform(self, feats, take, num_options) -> list[dict[str, Any]]:
+    def _predict_uniform(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         logits = self.answer_logits(feats, take("qa_input"), num_options)
         frames = list(range(feats.shape[1]))
-        return [{"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": frames} for row in logits]
+        return [
+            {"prediction": int(row.argmax()), "option_scores": row.tolist(), "keyframes": frames}
+            for row in self._own_options(logits, counts)
+        ]
 
-    def _predict_per_frame(self, feats, take, num_options) -> list[dict[str, Any]]:
+    def _predict_per_frame(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         logits = self.answer_logits_per_frame(feats, take("qa_input"), num_options)  # [B, T, A]
-        per_frame = logits.argmax(dim=-1)
         out = []
-        for votes, answer in zip(per_frame, take("answer_idx")):
-            counts = torch.bincount(votes, minlength=logits.shape[-1])
+        for row, answer in zip(self._own_options(logits, counts), take("answer_idx")):
+            votes = row.argmax(dim=-1)  # [T], each frame's answer among the row's own options
+            tally = torch.bincount(votes, minlength=row.shape[-1])
             out.append(
                 {
-                    "prediction": int(counts.argmax()),  # majority; ties -> lowest option index
+                    "prediction": int(tally.argmax()),  # majority; ties -> lowest option index
                     "frame_predictions": votes.tolist(),
                     "oracle_correct": bool((votes == int(answer)).any()),
                 }
             )
         return out
 
-    def _predict_localize(self, feats, take, num_options) -> list[dict[str, Any]]:
+    def _predict_localize(self, feats, take, num_options, counts) -> list[dict[str, Any]]:
         scores = self.frame_logits(feats, take("loc_input"))
         return [{"yes_logits": yes.tolist(), "no_logits": no.tolist()} for yes, no in zip(scores.yes, scores.no)]
 

@@ -6,10 +6,11 @@ backend from the device.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -37,21 +38,73 @@ def launched_world() -> DistInfo:
     return DistInfo()
 
 
-def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
-    """Join the process group the launcher started (if any); return it and this rank's device."""
-    info = launched_world()
+def _device_and_backend(device: str, info: DistInfo) -> tuple[torch.device, str]:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise RuntimeError("run.device is cuda but no CUDA device is visible; set run.device=cpu")
         torch.cuda.set_device(info.local_rank)
-        target = torch.device("cuda", info.local_rank)
-        backend = "nccl"
-    else:
-        target = torch.device("cpu")
-        backend = "gloo"
-    if info.enabled and not dist.is_initialized():
+        return torch.device("cuda", info.local_rank), "nccl"
+    return torch.device("cpu"), "gloo"
+
+
+_owned = False  # the default group was created here (and is destroyed by process_group())
+_depth = 0  # nesting of process_group() blocks; the outermost one destroys
+
+
+def init_distributed(device: str, need_group: bool = False) -> tuple[DistInfo, torch.device]:
+    """Join the process group the launcher started; return this rank's place and device.
+
+    Idempotent: the entry point calls it before any dataset is built (a dataset asks for
+    rank/world), the runner again to get its device.  ``need_group`` makes a one-process
+    group when no launcher made one (DeepSpeed needs a group; without one it goes looking
+    for MPI); that group uses an in-process store, so it takes no port.
+    """
+    global _owned
+    info = launched_world()
+    target, backend = _device_and_backend(device, info)
+    if is_initialized():
+        if dist.get_backend() != backend:
+            raise RuntimeError(f"the process group uses {dist.get_backend()}, but run.device={device} needs {backend}: "
+                               "every stage of one launch must use the same run.device")
+        return info, target
+    if info.enabled:
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60))
+        _owned = True
+    elif need_group:
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                           ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "0")):
+            os.environ.setdefault(key, value)  # DeepSpeed checks that they are set
+        dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
+        _owned = True
     return info, target
+
+
+@contextlib.contextmanager
+def process_group() -> Iterator[None]:
+    """The one owner of the process group's lifetime (init -> set-up -> train -> destroy).
+
+    Entry points wrap a whole run in it; :func:`init_distributed`, called inside, creates
+    the group before the data is built, and the outermost block destroys it on the way
+    out, on success and on error (a process that exits with a live gloo group can abort
+    with SIGABRT, and the launcher then reports a successful job as failed).  Nested
+    blocks (the pipeline runs stages through the same entry point) share one group.
+    """
+    global _depth
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            destroy()
+
+
+def destroy() -> None:
+    """Destroy the group if it was created here (a caller's own group is left alone)."""
+    global _owned
+    if _owned and is_initialized():
+        dist.destroy_process_group()
+    _owned = False
 
 
 def is_initialized() -> bool:
@@ -78,19 +131,3 @@ def sum_over_ranks(values: list[float]) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(tensor)
     return tensor.tolist()
-
-
-def ensure_process_group(device: torch.device) -> None:
-    """A one-process group when no launcher made one (DeepSpeed needs a group; it would
-    otherwise go looking for MPI)."""
-    if is_initialized():
-        return
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
-                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
-        os.environ.setdefault(key, value)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)

@@ -8,7 +8,8 @@ evaluation, logs) is ``runner_sevila``'s.
 
 Checkpoints stay in our format: rank 0 writes the trained groups, the manifest, RNG
 states and the position in the data; each rank writes its own ZeRO optimizer partition
-beside it (``checkpoint_last.zero_rank<r>.pth``).  Those partitions contain a few
+beside it (``checkpoint_last.zero_rank<r>.iter<i>.pth``, stamped with the iteration the
+checkpoint names, so a set is always consistent: see ``save_resumable``).  Those partitions contain a few
 DeepSpeed bookkeeping objects (loss scaler, fragment addresses, stage enum); they are
 read with ``weights_only=True`` and exactly those classes allow-listed, nothing else.
 On CPU set ``DS_ACCELERATOR=cpu`` (the launcher and tests do).
@@ -67,6 +68,7 @@ def deepspeed_safe_globals() -> list[type]:
 @registry.register_runner("runner_deepspeed")
 class DeepSpeedRunner(SeViLARunner):
     engine = None
+    needs_process_group = True  # a plain `python -m` run has no launcher: a one-process group
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,7 +87,6 @@ class DeepSpeedRunner(SeViLARunner):
         import deepspeed
 
         if self.engine is None:
-            distributed.ensure_process_group(self.device)  # a plain `python -m` run has no launcher
             groups = [group for group in self.param_groups() if group["params"]]
             self.engine, self._optimizer, _, _ = deepspeed.initialize(
                 model=self.model, model_parameters=groups, config=self.ds_config
@@ -129,19 +130,34 @@ class DeepSpeedRunner(SeViLARunner):
             super().load_weights(path)
 
     # -- checkpoints ---------------------------------------------------------------------
-    def shard_path(self, rank: int) -> Path:
-        return self.output_dir / f"{Path(LAST).stem}.zero_rank{rank}.pth"
+    def shard_path(self, rank: int, stamp: int) -> Path:
+        return self.output_dir / f"{Path(LAST).stem}.zero_rank{rank}.iter{stamp}.pth"
 
     def save_resumable(self, epoch: int, step: int) -> None:
-        rng = self.rng_states()
-        torch.save(self.optimizer.state_dict(), self.shard_path(self.dist.rank))
+        """One consistent set: each rank's ZeRO partition, stamped with the iteration, then
+        the checkpoint that names that stamp.
+
+        Partitions go to new file names (atomic writes), and only once every rank's is on
+        disk does rank 0 replace ``checkpoint_last.pth``; the previous set is removed
+        after that.  A kill at any point leaves the old checkpoint with its own partitions,
+        or the new one with its own: never new optimizer state beside old weights.
+        """
+        state = self.resumable_state()
+        stamp = self.iteration
+        ckpt.atomic_save({"stamp": stamp, "rank": self.dist.rank, "world_size": self.dist.world_size,
+                          "optimizer": self.optimizer.state_dict()}, self.shard_path(self.dist.rank, stamp))
+        distributed.barrier()  # every partition is written before the checkpoint that names them
         with self.gathered():
             if self.main:
                 ckpt.save_checkpoint(
                     self.output_dir / LAST, self.model, self._info(epoch, step), config=self.config,
-                    rng=rng, best_metric=self.best_metric, zero_stage=self.zero_stage,
+                    best_metric=self.best_metric, zero_stage=self.zero_stage, zero_stamp=stamp, **state,
                 )
         distributed.barrier()
+        current = self.shard_path(self.dist.rank, stamp)
+        for old in self.output_dir.glob(f"{Path(LAST).stem}.zero_rank{self.dist.rank}.iter*.pth"):
+            if old != current:
+                old.unlink(missing_ok=True)
 
     def resume(self, source: str) -> None:
         self.prepare_training()  # ZeRO partitions must exist before their state is loaded
@@ -151,8 +167,23 @@ class DeepSpeedRunner(SeViLARunner):
     def load_optimizer_state(self, payload: dict[str, Any]) -> None:
         if payload.get("zero_stage") != self.zero_stage:
             raise ckpt.CheckpointError(f"checkpoint is ZeRO stage {payload.get('zero_stage')}, run is {self.zero_stage}")
-        with torch.serialization.safe_globals(deepspeed_safe_globals()):
-            shard = torch.load(self.shard_path(self.dist.rank), map_location="cpu", weights_only=True)
+        stamp = payload.get("zero_stamp")
+        if stamp is None:
+            raise ckpt.CheckpointError("checkpoint names no ZeRO partition set (written by an older version); "
+                                       "start the run again")
+        path = self.shard_path(self.dist.rank, stamp)
+        if not path.is_file():
+            raise ckpt.CheckpointError(f"{path} is missing: the checkpoint of iteration {stamp} has no ZeRO "
+                                       f"optimizer partition for rank {self.dist.rank}")
+        try:
+            with torch.serialization.safe_globals(deepspeed_safe_globals()):
+                shard = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ckpt.CheckpointError(f"{path}: not a weights-only ZeRO partition ({error})") from error
+        expected = {"stamp": stamp, "rank": self.dist.rank, "world_size": self.dist.world_size}
+        found = {key: shard.get(key) for key in expected} if isinstance(shard, dict) else None
+        if found != expected:
+            raise ckpt.CheckpointError(f"{path} is {found}, the checkpoint needs {expected}")
         shards: list[Any] = [None] * self.dist.world_size
-        shards[self.dist.rank] = shard
+        shards[self.dist.rank] = shard["optimizer"]
         self.optimizer.load_state_dict(shards, load_optimizer_states=True, load_from_fp32_weights=True)

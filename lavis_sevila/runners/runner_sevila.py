@@ -4,11 +4,12 @@ Chosen with ``run.runner: runner_sevila``.  What it adds to LAVIS's ``runner_bas
 gloo on CPU, checkpoints in our format (trained groups + optimizer + RNG states, loaded
 weights-only), resume from the exact iteration a run was killed at, counted skips of
 unreadable training videos, evaluation that sees every question exactly once, and logs
-(tqdm with ETA, TensorBoard scalars, metrics JSON per epoch, the exact config and package
-versions).  Optimizer grouping and the learning-rate schedule are LAVIS's.
+(a progress bar on a terminal, else one line per ``run.log_freq`` steps; TensorBoard
+scalars, metrics JSON per epoch, the exact config and package versions).  Optimizer grouping and the learning-rate schedule are LAVIS's.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -24,7 +25,6 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, IterableDataset
-from tqdm import tqdm
 
 from lavis_sevila.data.samples import SkipCounter
 from lavis_sevila.models import checkpoint as ckpt
@@ -32,6 +32,7 @@ from lavis_sevila.runners import distributed
 from lavis_sevila.runners.sampling import ResumableSampler, SeededSamples
 from lavis_sevila.runners.settings import RunSettings
 from lavis_sevila.tasks.base import to_device
+from lavis_sevila.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,14 @@ def config_dict(cfg: Any) -> dict[str, Any]:
 
 @registry.register_runner("runner_sevila")
 class SeViLARunner:
-    def __init__(self, cfg: Any, task: Any, model: torch.nn.Module, datasets: dict, job_id: str | None = None) -> None:
+    needs_process_group = False  # DeepSpeed needs one even in a single process
+
+    def __init__(self, cfg: Any, task: Any, model: torch.nn.Module, datasets: dict, job_id: str | None = None,
+                 settings: RunSettings | None = None) -> None:
         self.config = config_dict(cfg)
-        self.settings = RunSettings.from_config(self.config["run"])
-        self.dist, self.device = distributed.init_distributed(self.settings.device)
+        # the entry point reads the settings once and passes them; LAVIS's own train.py does not
+        self.settings = settings if settings is not None else RunSettings.from_config(self.config["run"])
+        self.dist, self.device = distributed.init_distributed(self.settings.device, self.needs_process_group)
         if self.settings.amp and self.device.type != "cuda":
             raise ValueError("run.amp (fp16 autocast) needs CUDA; set run.amp=false on CPU")
         torch.manual_seed(self.settings.seed + self.dist.rank)
@@ -70,9 +75,19 @@ class SeViLARunner:
         self.task.output_dir = self.output_dir
         self.model = model.to(self.device)
         self.splits = self._splits_by_name(datasets)
+        wanted = self.settings.valid_splits + self.settings.test_splits
+        if not self.settings.evaluate:
+            wanted = self.settings.train_splits + wanted
+        absent = [split for split in wanted if split not in self.splits]
+        if absent:  # found now, not after training
+            raise ValueError(f"run uses split(s) {absent} that were not built (their annotations are switched off?); "
+                             f"built: {sorted(self.splits)}")
         self.iteration = 0
         self.start = (0, 0)  # (epoch, step in epoch) to continue from
         self.best_metric: float | None = None
+        self.epoch_counters: dict[str, Any] | None = None  # this rank's, from a mid-epoch checkpoint
+        self._skips = SkipCounter()  # this rank's skips and losses in the current epoch
+        self._losses: list[float] = []
         self._optimizer = None
         self._writer = None
 
@@ -168,9 +183,16 @@ class SeViLARunner:
         )
         return itertools.islice(loader, start, None) if streaming else loader
 
+    @property
+    def train_split(self) -> str:
+        split = self.settings.train_split
+        if split not in self.splits:
+            raise KeyError(f"run.train_splits names {split!r}, which was not built; built: {sorted(self.splits)}")
+        return split
+
     def steps_per_epoch(self) -> int:
         """Batches per epoch, the same on every rank (the fewest any rank has)."""
-        dataset = self.splits["train"]
+        dataset = self.splits[self.train_split]
         share = len(dataset) if isinstance(dataset, IterableDataset) else math.ceil(len(dataset) / self.dist.world_size)
         return int(min(distributed.gather_objects(share // self.settings.batch_size_train)))
 
@@ -207,13 +229,21 @@ class SeViLARunner:
     def rng_states(self) -> list[torch.Tensor]:
         return distributed.gather_objects(torch.get_rng_state())
 
+    def resumable_state(self) -> dict[str, Any]:
+        """What a resume needs beside the weights, from every rank: RNG states and the
+        current epoch's counters (losses, seen, skipped), so the resumed epoch's log row
+        and skip limit cover the part before the interruption too."""
+        counters = {"losses": list(self._losses), "seen": self._skips.seen, "skipped": self._skips.skipped,
+                    "examples": list(self._skips.examples)}
+        return {"rng": self.rng_states(), "epoch_counters": distributed.gather_objects(counters)}
+
     def save_resumable(self, epoch: int, step: int) -> None:
         """Everything needed to continue at (epoch, step): weights, optimizer, RNG, position."""
-        rng = self.rng_states()
+        state = self.resumable_state()
         if self.main:
             ckpt.save_checkpoint(
                 self.output_dir / LAST, self.model, self._info(epoch, step), config=self.config,
-                optimizer=self.optimizer.state_dict(), rng=rng, best_metric=self.best_metric,
+                optimizer=self.optimizer.state_dict(), best_metric=self.best_metric, **state,
             )
         distributed.barrier()
 
@@ -233,18 +263,33 @@ class SeViLARunner:
             raise FileNotFoundError(f"resume checkpoint not found: {path}")
         payload = ckpt.read_checkpoint(path)
         info = payload["manifest"]
+        if "rng" not in payload:
+            raise ckpt.CheckpointError(
+                f"{path} holds weights only (a {FINAL} or {BEST}): it cannot be resumed from. Resume from "
+                f"{LAST} (run.resume_ckpt_path=auto), or start a new run from these weights with model.finetuned=[{path}]"
+            )
         if info.get("stage") != self.stage:
             raise ckpt.CheckpointError(f"{path} is from stage {info.get('stage')!r}, this run is {self.stage!r}")
         if info.get("world_size") != self.dist.world_size:
             raise ckpt.CheckpointError(
                 f"{path} was written by {info.get('world_size')} processes; resume with the same number"
             )
-        trained = {ckpt.group_of(n) for n, _ in self.trainable()}
+        changed = resume_changes(payload.get("config") or {}, self.config)
+        if changed:
+            raise ckpt.CheckpointError(
+                f"{path} was written with other settings that decide the data order or the optimisation: "
+                + "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changed)
+                + ". Resume with the saved values, or start a new run (another run.output_dir)"
+            )
+        name_of = getattr(self.model, "checkpoint_key", None) or (lambda key: key)  # LoRA adapters' file names
+        trained = {ckpt.group_of(name_of(n)) for n, _ in self.trainable()}
         if set(info["groups"]) != trained:
             raise ckpt.CheckpointError(f"{path} holds {info['groups']}, this stage trains {sorted(trained)}")
         ckpt.load_into(self.model, payload["model"], source=str(path))
         self.load_optimizer_state(payload)
         torch.set_rng_state(payload["rng"][self.dist.rank])
+        counters = payload.get("epoch_counters")
+        self.epoch_counters = None if counters is None else counters[self.dist.rank]
         self.iteration = info["iteration"]
         self.best_metric = payload.get("best_metric")
         self.start = (info["epoch"], info["step_in_epoch"])
@@ -292,22 +337,21 @@ class SeViLARunner:
         if per_epoch == 0:
             raise ValueError(f"train split smaller than one batch per process ({self.settings.batch_size_train})")
         accum = self.settings.accum_grad_iters
-        total = self.settings.max_epoch * per_epoch
-        if self.settings.max_steps is not None:
-            total = min(total, self.settings.max_steps)
-        progress = tqdm(total=total, initial=self.iteration, desc=f"train {self.stage}", disable=not self.main,
-                        dynamic_ncols=True)
-        skips = SkipCounter()
+        total = self.settings.max_epoch * per_epoch  # in batches
+        if self.settings.max_batches is not None:
+            total = min(total, self.settings.max_batches)
+        progress = Progress(total, f"train {self.stage}", initial=self.iteration, enabled=self.main,
+                            every_steps=self.settings.log_freq)
+        skips, losses = self._skips, self._losses
         first_epoch, first_step = self.start
         last_epoch = first_epoch
         for epoch in range(first_epoch, self.settings.max_epoch):
             last_epoch = epoch
             self.model.train()
-            skips.reset()
-            losses: list[float] = []
             start = first_step if epoch == first_epoch else 0
+            self.restore_counters(start)
             position = start
-            for step, batch in enumerate(self.loader("train", True, epoch, start), start=start):
+            for step, batch in enumerate(self.loader(self.train_split, True, epoch, start), start=start):
                 if self.iteration >= total or step >= per_epoch:
                     break
                 skips.update(batch)
@@ -323,19 +367,20 @@ class SeViLARunner:
                 for key, value in stats.items():
                     self.scalar(f"train/{key}", value, self.iteration)
                 self.scalar("train/lr", lr, self.iteration)
-                progress.update(1)
-                progress.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{lr:.2e}", epoch=epoch)
+                progress.update(1, samples=int(batch["num_samples"]) * self.dist.world_size,
+                                loss=stats["loss"], lr=lr, epoch=epoch)
                 every = self.settings.save_every_steps
-                if every and self.iteration % every == 0 and (step + 1) % accum == 0:
+                if every and (step + 1) % accum == 0 and self.iteration % (every * accum) == 0:
                     self.save_resumable(epoch, step + 1)
-            seen, skipped = distributed.sum_over_ranks([skips.seen, skips.skipped])
-            skips.seen, skips.skipped = int(seen), int(skipped)
-            if skips.skipped:
-                logger.warning(skips.summary())
-            skips.check(self.settings.max_skip_fraction)
+            summed = SkipCounter()  # over ranks; `skips` stays this rank's (a checkpoint holds those)
+            summed.seen, summed.skipped = (int(n) for n in distributed.sum_over_ranks([skips.seen, skips.skipped]))
+            summed.examples = list(skips.examples)
+            if summed.skipped:
+                logger.warning(summed.summary())
+            summed.check(self.settings.max_skip_fraction)
             finished_epoch = self.iteration >= (epoch + 1) * per_epoch
             record = {"epoch": epoch, "iteration": self.iteration, "loss": _mean(losses),
-                      "skipped": skips.skipped, "seen": skips.seen}
+                      "skipped": summed.skipped, "seen": summed.seen}
             if not finished_epoch and position % accum == 0:
                 self.save_resumable(epoch, position)  # stopped by run.max_steps: resumable from here
             if finished_epoch:
@@ -357,6 +402,20 @@ class SeViLARunner:
         if self._writer is not None:
             self._writer.close()
         return results
+
+    def restore_counters(self, start: int) -> None:
+        """A fresh epoch's counters, or (resumed mid-epoch) those saved with the checkpoint."""
+        self._skips.reset()
+        self._losses.clear()
+        saved, self.epoch_counters = self.epoch_counters, None
+        if start == 0:
+            return
+        if saved is None:
+            raise ckpt.CheckpointError("this checkpoint was saved mid-epoch without the epoch's counters "
+                                       "(an older format): resume from an end-of-epoch checkpoint")
+        self._losses.extend(float(v) for v in saved["losses"])
+        self._skips.seen, self._skips.skipped = int(saved["seen"]), int(saved["skipped"])
+        self._skips.examples = list(saved["examples"])
 
     def keep_best(self, metrics: dict[str, Any] | None, epoch: int) -> None:
         value = distributed.gather_objects(None if metrics is None else metrics.get("agg_metrics"))[0]
@@ -397,6 +456,42 @@ class SeViLARunner:
         if self.main and results:
             (self.output_dir / "metrics_final.json").write_text(json.dumps(results, indent=2))
         return results
+
+
+# settings a resumed run must share with the run that wrote the checkpoint: they decide
+# which samples a saved (epoch, step) stands for and how the optimizer moves
+RESUME_FIXED_RUN = ("task", "runner", "seed", "batch_size_train", "accum_grad_iters", "train_splits", "max_epoch",
+                    "lr_sched", "init_lr", "min_lr", "warmup_lr", "warmup_steps", "weight_decay", "beta2", "amp",
+                    "deepspeed")
+RESUME_FIXED_SECTIONS = ("model", "datasets")
+
+
+def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, new value) for each setting that differs and must not."""
+    old_run, new_run = _run_values(saved.get("run", {})), _run_values(current["run"])
+    changes = [(f"run.{key}", old_run[key], new_run[key]) for key in RESUME_FIXED_RUN if old_run[key] != new_run[key]]
+    for section in RESUME_FIXED_SECTIONS:
+        old_flat, new_flat = _flatten(saved.get(section, {}), section), _flatten(current.get(section, {}), section)
+        for key in sorted(set(old_flat) | set(new_flat)):
+            if old_flat.get(key) != new_flat.get(key):
+                changes.append((key, old_flat.get(key), new_flat.get(key)))
+    return changes
+
+
+def _run_values(run: dict[str, Any]) -> dict[str, Any]:
+    """The fixed run settings, defaults filled in (an omitted key equals its default)."""
+    fields = {f.name for f in dataclasses.fields(RunSettings)}
+    settings = RunSettings(**{"task": None, **{k: v for k, v in run.items() if k in fields}})
+    return {key: getattr(settings, key) for key in RESUME_FIXED_RUN}
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}"))
+        return out
+    return {prefix: value}
 
 
 def _mean(values: list[float]) -> float | None:

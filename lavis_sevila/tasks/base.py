@@ -8,17 +8,30 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
 from lavis.tasks.base_task import BaseTask
-from tqdm import tqdm
 
+from lavis_sevila.diskspace import explain_full_disk
 from lavis_sevila.runners import distributed
 from lavis_sevila.tasks.metrics.videoqa import check_complete, dedupe
+from lavis_sevila.utils.progress import track
 
 logger = logging.getLogger(__name__)
+
+
+def check_config(cfg) -> None:
+    """Check a run's task and dataset sections (keys, names, frame counts) without reading data.
+
+    What ``build_datasets`` checks first, callable for every stage of a pipeline before
+    the first one runs, so a mistake in the last stage does not wait for the first to train.
+    """
+    from lavis import tasks
+
+    tasks.setup_task(cfg).dataset_builders(cfg)
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -35,12 +48,24 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
+def write_text(path: Path, lines: Iterable[str]) -> Path:
+    """Write an output file atomically (a full disk leaves no half file and says so)."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with explain_full_disk(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "w") as handle:
+                for line in lines:
+                    handle.write(line)
+            os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
+    return write_text(path, (json.dumps(record) + "\n" for record in records))
 
 
 class SevilaTask(BaseTask):
@@ -53,6 +78,50 @@ class SevilaTask(BaseTask):
         super().__init__()
         self.inference = inference
         self.output_dir = Path(output_dir) if output_dir else None
+
+    def build_datasets(self, cfg) -> dict[str, dict[str, Any]]:
+        """LAVIS's loop over ``datasets:``, with every name and key checked before any is built.
+
+        An unknown dataset name lists the registered ones (LAVIS would call ``None``), each
+        builder parses its whole section (unknown keys are errors), and the frame counts
+        of every stage this run goes through are checked against the model's before a
+        single video is read.
+        """
+        builders = self.dataset_builders(cfg)
+        return {name: builder.build_datasets() for name, builder in builders.items()}
+
+    def dataset_builders(self, cfg) -> dict[str, Any]:
+        """One checked builder per configured dataset; reads no file (see build_datasets)."""
+        from lavis_sevila.datasets.builders import builder_class
+
+        if not cfg.datasets_cfg:
+            raise ValueError("no dataset is configured: add a datasets: section")
+        builders = {name: builder_class(name)(cfg.datasets_cfg[name]) for name in cfg.datasets_cfg}
+        for builder in builders.values():
+            self.check_dataset(cfg, builder.settings)
+        return builders
+
+    def check_dataset(self, cfg, dataset) -> None:
+        """Raise ValueError when a stage of this run would ask for more frames than it samples."""
+        from lavis_sevila.models.config import SeViLAConfig
+        from lavis_sevila.models.stages import Stage
+        from omegaconf import OmegaConf
+
+        model = SeViLAConfig.from_dict(OmegaConf.to_container(cfg.model_cfg, resolve=True))
+        run = cfg.run_cfg
+        frames, prefix = dataset.build_info.n_frms, f"datasets.{dataset.name}.build_info.n_frms"
+        trains = "train" in dataset.build_info.annotations and not run.get("evaluate", False)
+        if trains and model.stage is Stage.FINETUNE_ANSWERER and model.num_keyframes > frames.train:
+            raise ValueError(
+                f"model.num_keyframes is {model.num_keyframes} but {prefix}.train is {frames.train}: the localizer "
+                "cannot pick more keyframes than the frames sampled; lower one or raise the other"
+            )
+        evaluated = set(run.get("valid_splits") or []) | set(run.get("test_splits") or [])
+        if self.inference == "chain" and evaluated & set(dataset.build_info.annotations) and model.num_keyframes > frames.eval:
+            raise ValueError(
+                f"model.num_keyframes is {model.num_keyframes} but {prefix}.eval is {frames.eval}: chain evaluation "
+                "cannot pick more keyframes than the frames sampled; lower one or raise the other"
+            )
 
     def predict_batch(self, model, batch: dict[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -67,7 +136,7 @@ class SevilaTask(BaseTask):
         device = device or model.device
         records: list[dict[str, Any]] = []
         show = distributed.launched_world().is_main
-        for batch in tqdm(data_loader, desc="evaluate", disable=not show, dynamic_ncols=True):
+        for batch in track(data_loader, "evaluate", enabled=show, samples=lambda b: b.get("num_samples", 0)):
             if batch.get("num_samples", 1) == 0:
                 raise RuntimeError(f"evaluation batch lost every sample: {batch.get('skipped')}")
             records.extend(self.predict_batch(model, to_device(batch, device)))
@@ -84,11 +153,14 @@ class SevilaTask(BaseTask):
         return sorted(unique, key=lambda r: order[r["question_id"]])
 
     def carried(self, batch: dict[str, Any], row: int) -> dict[str, Any]:
+        """The batch's fields of one row for its record, and why its video was unreadable."""
         out = {}
         for key in self.CARRIED:
             if key in batch:
                 value = batch[key][row]
                 out[key] = value.item() if isinstance(value, torch.Tensor) else value
+        if batch.get("video_error") and batch["video_error"][row]:
+            out["video_error"] = batch["video_error"][row]
         return out
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):
@@ -97,6 +169,5 @@ class SevilaTask(BaseTask):
         if self.output_dir is not None:
             tag = f"{split_name}_epoch{epoch}" if isinstance(epoch, int) else f"{split_name}_{epoch}"
             write_jsonl(self.output_dir / "result" / f"predictions_{tag}.jsonl", (jsonable(r) for r in val_result))
-            with open(self.output_dir / "result" / f"metrics_{tag}.json", "w") as handle:
-                json.dump(metrics, handle, indent=2)
+            write_text(self.output_dir / "result" / f"metrics_{tag}.json", [json.dumps(metrics, indent=2)])
         return metrics

@@ -37,6 +37,18 @@ class MomentRetrievalTask(SevilaTask):
         run = cfg.run_cfg if cfg is not None else {}
         return cls(span_threshold=int(run.get("span_threshold", SPAN_THRESHOLD)), output_dir=run.get("output_dir"))
 
+    def check_dataset(self, cfg, dataset) -> None:
+        """Refuse at start what would fail mid-run: the official metrics need a prediction for
+        every query, so a query without frames cannot be kept as "unanswered" here."""
+        super().check_dataset(cfg, dataset)
+        if dataset.build_info.on_unreadable == "unanswered":
+            raise ValueError(
+                f"datasets.{dataset.name}.build_info.on_unreadable is 'unanswered', but moment retrieval cannot "
+                "score a query without a prediction (the official metrics need windows for every query); use "
+                "on_unreadable: fail and remove or fix the queries whose videos cannot be read "
+                "(python -m dataset_builders.validate --videos ... lists them)"
+            )
+
     def predict_batch(self, model, batch: dict[str, Any]) -> list[dict[str, Any]]:
         records = model.predict(batch, mode="localize")
         out = []

@@ -12,7 +12,7 @@ from typing import Any
 
 from lavis.common.registry import registry
 
-from lavis_sevila.tasks.base import SevilaTask
+from lavis_sevila.tasks.base import SevilaTask, write_text
 from lavis_sevila.tasks.metrics.videoqa import accuracy, nextqa_accuracy, nextqa_result_file, star_accuracy
 
 QA_MODES = ("chain", "chain_single", "uniform", "per_frame")
@@ -60,8 +60,7 @@ class VideoQATask(SevilaTask):
             metrics["nextqa"] = nextqa_accuracy(records)
             if self.output_dir is not None:
                 path = self.output_dir / "result" / f"nextqa_results_{split}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(nextqa_result_file(records)))
+                write_text(path, [json.dumps(nextqa_result_file(records))])
         if datasets == {"star"}:
             metrics["star"] = star_accuracy(records)
         if self.inference == "per_frame":

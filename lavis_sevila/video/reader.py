@@ -3,7 +3,8 @@
 Which frames: see :mod:`lavis_sevila.video.sampling`.  Outcomes for unusual input, all tested
 in ``tests/test_video_*.py``:
 
-- missing path, zero-length file, file that is not a video, audio-only file, a file whose
+- missing path, a path the process may not read (permission denied, also from a parent
+  folder), zero-length file, file that is not a video, audio-only file, a file whose
   index (mp4 ``moov``) is cut off, a frame that cannot be decoded: :class:`VideoReadError`
   naming the path and the reason.  Nothing is ever replaced by another video.
 - a file cut short whose container still opens (mkv/webm written as a stream, frames missing
@@ -97,14 +98,17 @@ def read_clip(
         raise ValueError(f"image_size must be >= 1, got {image_size}")
     resolve_backend(backend, image_size)
     path = Path(source)
-    if not path.exists():
-        raise VideoReadError(path, "no such file or directory")
-    reader = FolderReader(path, fps) if path.is_dir() else _open_file(path, backend, image_size, fps)
     try:
-        indices = frame_indices(reader.num_frames, reader.fps, n, mode, window, rng)
-        frames = reader.read(indices, image_size)
-    finally:
-        reader.close()
+        if not path.exists():
+            raise VideoReadError(path, "no such file or directory")
+        reader = FolderReader(path, fps) if path.is_dir() else _open_file(path, backend, image_size, fps)
+        try:
+            indices = frame_indices(reader.num_frames, reader.fps, n, mode, window, rng)
+            frames = reader.read(indices, image_size)
+        finally:
+            reader.close()
+    except OSError as error:  # e.g. PermissionError from a folder we may not enter, EIO
+        raise VideoReadError(path, f"the system refused to read it ({error.strerror or error})") from error
     return Clip(
         frames=frames,
         indices=indices,

@@ -25,7 +25,7 @@ from lavis.common.registry import registry
 from torch.utils.data import Dataset
 
 from lavis_sevila.data import prompts
-from lavis_sevila.datasets.builders import SevilaDatasetBuilder
+from lavis_sevila.datasets.builders import SevilaDatasetBuilder, register
 from lavis_sevila.datasets.video_dataset import FrameSource, SevilaVideoDataset
 from lavis_sevila.video import read_clip
 
@@ -134,30 +134,33 @@ class QuestionBlindDataset(Dataset):
         return self.inner.collater(samples)
 
 
-@registry.register_builder("sevila_image_text")
+@register("sevila_image_text")
 class ImageTextBuilder(SevilaDatasetBuilder):
-    """``build_info``: annotations.<split>.storage (image-text jsonl), videos, frames_per_video, image_size."""
+    """``build_info``: annotations.<split>.storage (image-text jsonl), videos, image_size, and
+    ``n_frms.train``: the frames decoded per video, which the records' ``frame`` indexes."""
 
     DATASET_CONFIG_DICT = {"default": "configs/datasets/sevila_synthetic/image_text.yaml"}
+    DATA_TYPE = "images"
 
     def build(self) -> dict[str, Any]:
         self.build_processors()
-        info = self.config.build_info
+        info = self.settings.build_info
         source = self._frame_source(info.videos)
         datasets = {}
-        for split, paths in self._annotation_paths().items():
+        for split, files in info.annotations.items():
+            paths = [Path(p) for p in files]
             missing = [str(path) for path in paths if not path.is_file()]
             if missing:
                 raise FileNotFoundError(f"{self._name()} {split} annotations not found: {', '.join(missing)}")
             rows = [row for path in paths for row in read_image_text(path)]
             processor = self.vis_processors["train" if split == "train" else "eval"]
-            datasets[split] = ImageTextDataset(rows, source, processor, frames_per_video=int(info.frames_per_video),
-                                               image_size=int(info.image_size))
+            datasets[split] = ImageTextDataset(rows, source, processor, frames_per_video=info.n_frms.train,
+                                               image_size=info.image_size)
             logging.info("%s %s: %d image-text records", self._name(), split, len(rows))
         return datasets
 
 
-@registry.register_builder("sevila_synthetic_blind")
+@register("sevila_synthetic_blind")
 class QuestionBlindBuilder(SevilaDatasetBuilder):
     """The synthetic benchmark with the question removed from the localizer's prompt."""
 

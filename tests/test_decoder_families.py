@@ -220,9 +220,10 @@ def test_real_model_types_name_their_sources(model_type, family, proj):
     assert raw["llm"]["family"] == family and raw["model_type"] == model_type
     if family == "opt":
         config = SeViLAConfig.from_dict(raw)
-        assert config.pretrained == [
-            "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/blip2_pretrained_opt2.7b.pth"
-        ]
+        assert config.pretrained == ["blip2_opt2.7b"]  # the registered source (models/pretrained.py)
+        from lavis_sevila.models.pretrained import SOURCES
+
+        assert SOURCES["blip2_opt2.7b"].location.endswith("/blip2_pretrained_opt2.7b.pth")
         assert config.llm.name_or_path == "facebook/opt-2.7b"
     else:  # Vicuna and MiniGPT-4's projection have no public URL: unset values are named
         with pytest.raises(ValueError, match=r"model.llm.name_or_path, model.tokenizer, model.pretrained\[1\] must be set"):

@@ -51,8 +51,10 @@ def test_every_source_is_complete_and_no_hash_is_made_up():
 def test_model_configs_name_registered_sources():
     for path in sorted(CONFIGS.glob("sevila_*.yaml")):
         model = yaml.safe_load(path.read_text())["model"]
-        for value in [model["vision"].get("weights"), model.get("pretrained"), *(model.get("finetuned") or [])]:
-            if value and not pretrained.is_url(value):
+        starts = model.get("pretrained")
+        starts = starts if isinstance(starts, list) else [starts]
+        for value in [model["vision"].get("weights"), *starts, *(model.get("finetuned") or [])]:
+            if value and value != "???" and not pretrained.is_url(value):  # ???: the user must give a file
                 assert value in SOURCES, f"{path.name}: {value!r} is neither a registered source nor a URL"
 
 

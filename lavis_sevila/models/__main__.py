@@ -30,10 +30,11 @@ def model_types() -> list[tuple[str, str, list[str]]]:
     rows = []
     for model_type in sorted(SeViLA.PRETRAINED_MODEL_CONFIG_DICT):
         path = SeViLA.default_config_path(model_type)
-        model = OmegaConf.load(path).model
+        model = OmegaConf.to_container(OmegaConf.load(path).model)  # "???" (to be set) stays a string
+        pretrained = model.get("pretrained")  # one source or a list (MiniGPT-4: BLIP-2 then its projection)
         weights = [
             model.get("vision", {}).get("weights"),
-            model.get("pretrained"),
+            *(pretrained if isinstance(pretrained, list) else [pretrained]),
             *(model.get("finetuned") or []),
             model.get("llm", {}).get("name_or_path"),
             model.get("tokenizer"),

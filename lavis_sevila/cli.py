@@ -110,7 +110,9 @@ def run(cfg_path: str, options: Sequence[str] = (), evaluate_only: bool = False)
     group on the way out (:func:`distributed.process_group`; a pipeline that calls this once
     per stage holds one group around all of them).
     """
-    import lavis_sevila  # noqa: F401  (registers the model, tasks, datasets, runners)
+    from lavis_sevila.registration import register
+
+    register()  # the model, tasks, datasets, processors and runners, in LAVIS
     from lavis.common.registry import registry
 
     from lavis_sevila.runners import distributed

@@ -16,9 +16,13 @@ through the same code path as ``lavis_sevila.train`` / ``lavis_sevila.evaluate``
           cfg: projects/sevila/nextqa/eval.yaml
           evaluate: true
           inputs: [refine_localizer, finetune_answerer]
+          pretrained: pretrain_backbone       # its checkpoint_final.pth -> model.pretrained
 
 ``inputs`` name earlier steps (or paths to checkpoints, for a starting point made
 elsewhere); they are loaded in order, so a later one overrides the groups it also holds.
+``pretrained`` names a step (or a file) whose checkpoint is the BLIP-2-layout starting point
+(``model.pretrained``: loaded first, then copied into the localizer if
+``localizer_init: answerer``): the tiny demo's stage 0.
 A step whose ``checkpoint_final.pth`` already exists is skipped with ``--reuse``.
 """
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Step:
     evaluate: bool = False
     inputs: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
+    pretrained: str | None = None
 
 
 @dataclass
@@ -75,7 +80,7 @@ class Pipeline:
         if len(set(names)) != len(names):
             raise ValueError(f"{path}: step names must be unique, got {names}")
         for i, step in enumerate(steps):
-            for source in step.inputs:
+            for source in step.inputs + ([step.pretrained] if step.pretrained else []):
                 if source in names[i:]:
                     raise ValueError(f"{path}: step {step.name!r} reads {source!r}, which runs later (or is itself)")
         return cls(output_dir=spec["output_dir"], steps=steps, options=list(spec.get("options", [])) + list(extra_options))
@@ -95,6 +100,8 @@ class Pipeline:
         wiring = [f"run.output_dir={self.step_dir(step.name)}"]
         if step.inputs:
             wiring.append("model.finetuned=[" + ",".join(inputs) + "]")
+        if step.pretrained:
+            wiring.append(f"model.pretrained={self.checkpoint(step.pretrained)}")
         return self.options + step.options + wiring
 
 
@@ -109,9 +116,10 @@ def run_pipeline(
     results: dict[str, Any] = {}
     with distributed.process_group():  # one group for every step (each run() joins it)
         _run_steps(pipeline, reuse, on_step, results)
-    summary = Path(pipeline.output_dir) / "pipeline_results.json"
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    summary.write_text(json.dumps(results, indent=2, default=str))
+    if distributed.launched_world().is_main:  # one writer: other ranks may hold no metrics
+        summary = Path(pipeline.output_dir) / "pipeline_results.json"
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps(results, indent=2, default=str))
     return results
 
 

@@ -276,25 +276,43 @@ def test_to_hf_with_base_fills_what_a_training_checkpoint_lacks(tiny_model, hf_d
     assert torch.equal(hf_state[key], hf_model.state_dict()[key])
 
 
-def test_opt_blip2_converts_only_the_shared_parts(hf_config, tmp_path):
-    config = _opt_config(hf_config)
+def test_opt_blip2_loads_into_an_opt_model_and_only_its_shared_parts_into_t5(tmp_path):
+    from lavis_sevila.models import SeViLA
+
+    torch.manual_seed(0)
+    opt = SeViLA.from_model_type("tiny_opt").eval()
+    config = C.blip2_config_for(opt)
     hf = _random_hf(config, seed=5)
-    with pytest.raises(C.ConversionError, match=r"'opt' language model.*hf-shared:"):
-        C.from_hf(hf.state_dict(), config)
-    ours, report = C.from_hf(hf.state_dict(), config, parts="shared")
-    assert set(report.converted) == {"visual_encoder", "ln_vision", "Qformer", "query_tokens"}
-    assert {ckpt.group_of(k) for k in report.dropped} == {"language_model", "language_projection"}
+    ours, report = C.from_hf(hf.state_dict(), config)
+    assert set(report.converted) == {"visual_encoder", "ln_vision", "Qformer", "query_tokens", "opt_proj", "opt_model"}
+    back, _ = C.to_hf(ours, config)
+    assert all(torch.equal(back[k], v) for k, v in hf.state_dict().items())
     directory = tmp_path / "blip2-tiny-opt"
     hf.save_pretrained(directory)
-    with pytest.raises(C.ConversionError, match="'opt' language model"):
+    torch.manual_seed(1)
+    loaded = SeViLA.from_model_type("tiny_opt", pretrained=f"hf:{directory}", allow_random_init=False).eval()
+    for key, value in ours.items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert torch.equal(loaded.opt_proj_loc.weight, ours["opt_proj.weight"])  # localizer = copy of the answerer
+    with pytest.raises(ckpt.CheckpointError, match="opt_"):  # an OPT's LLM cannot go into a T5 SeViLA
         build_tiny(pretrained=f"hf:{directory}")
+    shared, report = C.from_hf(hf.state_dict(), config, parts="shared")
+    assert set(report.converted) == {"visual_encoder", "ln_vision", "Qformer", "query_tokens"}
+    assert {ckpt.group_of(k) for k in report.dropped} == {"language_model", "language_projection"}
     _, read = C.read_hf(directory, parts="shared")  # the LLM is not even read
     assert read and not any(k.startswith(("language_model.", "language_projection.")) for k in read)
     model = build_tiny(pretrained=f"hf-shared:{directory}")
-    for key, value in ours.items():
+    for key, value in shared.items():
         assert torch.equal(model.state_dict()[key], value), key
-    assert torch.equal(model.Qformer_loc.bert.embeddings.LayerNorm.weight, ours["Qformer.bert.embeddings.LayerNorm.weight"])
+    assert torch.equal(model.Qformer_loc.bert.embeddings.LayerNorm.weight, shared["Qformer.bert.embeddings.LayerNorm.weight"])
     assert "t5_model" not in model.weight_sources and "t5_proj" not in model.weight_sources
+
+
+def test_a_blip2_with_an_unknown_language_model_is_refused(hf_config):
+    config = _opt_config(hf_config)
+    config.text_config.model_type = "gpt9"
+    with pytest.raises(C.ConversionError, match=r"'gpt9' language model.*hf-shared:"):
+        C.from_hf({}, config)
 
 
 def test_hub_name_failure_says_what_to_do(monkeypatch):

@@ -241,7 +241,7 @@ def test_a_pipeline_checks_every_step_before_the_first_one_trains(tmp_path, monk
 def test_a_lavis_dataset_name_is_refused_with_ours_listed():
     from lavis_sevila.datasets.builders import builder_class
 
-    with pytest.raises(KeyError, match=r"'coco_caption' is one of LAVIS's own.*registered SeViLA datasets: how2qa, nextqa, qvh, sevila_synthetic, star, tvqa, vlep"):
+    with pytest.raises(KeyError, match=r"'coco_caption' is one of LAVIS's own.*registered SeViLA datasets: how2qa, nextqa, qvh, sevila_image_text, sevila_synthetic, sevila_synthetic_blind, star, tvqa, vlep"):
         builder_class("coco_caption")
-    with pytest.raises(KeyError, match=r"registered datasets: how2qa, nextqa, qvh, sevila_synthetic, star, tvqa, vlep\"?$"):
+    with pytest.raises(KeyError, match=r"registered datasets: how2qa, nextqa, qvh, sevila_image_text, sevila_synthetic, sevila_synthetic_blind, star, tvqa, vlep\"?$"):
         builder_class("nextqq")

@@ -10,6 +10,7 @@ from lavis_sevila.models.stages import Stage
 ANSWERER = {"ln_vision", "Qformer", "query_tokens", "t5_proj"}
 LOCALIZER = {g + "_loc" for g in ANSWERER}
 EXPECTED = {
+    Stage.PRETRAIN_BACKBONE: ANSWERER,
     Stage.PRETRAIN_LOCALIZER: LOCALIZER,
     Stage.REFINE_LOCALIZER: LOCALIZER,
     Stage.FINETUNE_ANSWERER: ANSWERER,
@@ -30,6 +31,10 @@ def batch(frames=6, seed=0):
         "answer_idx": [1, 2],
         "question_id": ["q0", "q1"],
         "frame_labels": torch.tensor([[0, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 1]])[:, :frames],
+        # stage 0 (pretrain_backbone): one frame and a free-text answer per sample
+        "image": torch.randn(2, 1, 3, 32, 32, generator=g),
+        "text_input": ["What colour is the circle?", "Is there a red bar in the frame?"],
+        "text_output": ["red", "no"],
     }
 
 
@@ -146,3 +151,37 @@ def test_pretrain_localizer_needs_frame_labels():
     samples["frame_labels"] = torch.full((2, 6), -1)
     with pytest.raises(ValueError, match="per-frame labels"):
         model(samples)
+
+
+def test_pretrain_backbone_loss_is_token_cross_entropy_on_the_free_text_answer():
+    model = build_tiny()
+    model.set_stage("pretrain_backbone")
+    model.eval()
+    samples = batch()
+    loss = model(samples)["loss"]
+    feats = model.encode_frames(samples["image"])
+    inputs = model._single_frame_inputs("answerer", feats, samples["text_input"])
+    target = model.layout.targets(samples["text_output"], feats.device)
+    logits = model.llm.teacher_forced(inputs, target.ids, target.mask).logits
+    expected = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.ids.reshape(-1), ignore_index=-100)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="single frames"):
+        model({**samples, "image": samples["video"]})
+
+
+def test_stage0_checkpoint_is_a_blip2_layout_start_for_both_roles(tmp_path):
+    """Stage 0 with ViT and LLM training writes ViT, LLM and the answerer role; loaded as
+    model.pretrained it fills them, and localizer_init: answerer copies the answerer role."""
+    from lavis_sevila.models.checkpoint import save_checkpoint
+
+    stage0 = build_tiny(freeze_vit=False, freeze_llm=False)
+    stage0.set_stage("pretrain_backbone")
+    path = save_checkpoint(tmp_path / "stage0.pth", stage0, {"stage": "pretrain_backbone"})
+    saved = torch.load(path, weights_only=True)["model"]
+    assert {group_of(k) for k in saved} == ANSWERER | {"visual_encoder", "t5_model"}
+    later = build_tiny(pretrained=str(path), allow_random_init=False)
+    for key, value in saved.items():
+        assert torch.equal(later.state_dict()[key], value), key
+        twin = key.replace(group_of(key), group_of(key) + "_loc", 1)
+        if group_of(key) in ANSWERER:
+            assert torch.equal(later.state_dict()[twin], value), twin

@@ -32,7 +32,7 @@ DOC = REPO / "docs" / "configs.md"
 
 #: options per question, as the annotation schema enforces them (docs/data.md)
 QA_DATASETS = ("nextqa", "star", "how2qa", "tvqa", "vlep")
-ANSWER_NUM = {**{d: OPTION_COUNTS[d][1] for d in QA_DATASETS}, "sevila_synthetic": 5}
+ANSWER_NUM = {**{d: OPTION_COUNTS[d][1] for d in QA_DATASETS}, "sevila_synthetic": 5, "sevila_synthetic_blind": 5}
 PAPER_DIRS = QA_DATASETS + ("qvh",)
 #: the config files each paper dataset must have
 QA_FILES = (
@@ -82,6 +82,12 @@ def check_stage_config(cfg: Config, raw: dict[str, Any], name: str) -> tuple[SeV
     (dataset, dcfg), = datasets.items()
     assert registry.get_builder_class(dataset) is not None, f"{name}: no builder {dataset!r}"
     info = dcfg["build_info"]
+
+    if model.stage is Stage.PRETRAIN_BACKBONE:  # stage 0 of a tiny backbone: image-text pairs, no evaluation
+        assert dataset == "sevila_image_text", f"{name}: pretrain_backbone reads image-text pairs, got {dataset}"
+        assert info["annotations"]["train"]["storage"] and not run.test_splits and not run.evaluate, name
+        assert not (model.freeze_vit or model.freeze_llm), f"{name}: stage 0 trains the ViT and the LLM"
+        return model, run
 
     if run.task == "videoqa":
         assert "inference" in raw_run, f"{name}: say which run.inference (one of {QA_MODES})"

@@ -25,8 +25,8 @@ def test_an_option_without_key_and_value_is_refused_naming_it(option):
 
 
 def test_an_unknown_run_key_is_refused_listing_the_known_ones():
-    with pytest.raises(ValueError, match=r"run\.log_freq.*known: .*accum_grad_iters.*warmup_steps"):
-        RunSettings.from_config({"task": "videoqa", "log_freq": 10})
+    with pytest.raises(ValueError, match=r"run\.log_frq.*known: .*accum_grad_iters.*warmup_steps"):
+        RunSettings.from_config({"task": "videoqa", "log_frq": 10})
 
 
 def test_a_task_key_of_the_other_task_is_refused():
@@ -99,3 +99,18 @@ def test_checkpoint_writes_leave_no_partial_file(tmp_path):
     with pytest.raises(Exception):
         ckpt.atomic_save({"bad": lambda: 0}, tmp_path / "y.pth")  # unpicklable: nothing left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pth"]
+
+
+def test_a_checkpoint_write_on_a_full_disk_names_the_path_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from lavis_sevila.diskspace import NoSpaceLeft
+
+    def full(payload, handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.torch, "save", full)
+    target = tmp_path / "checkpoint_last.pth"
+    with pytest.raises(NoSpaceLeft, match=f"no space left on device while writing {target}"):
+        ckpt.atomic_save({"a": 1}, target)
+    assert list(tmp_path.iterdir()) == []

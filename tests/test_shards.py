@@ -31,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:1 of 15 questions have no clip")
 def data(tmp_path_factory):
     """12 synthetic videos; questions with and without windows, two sharing a clip, one on a missing video."""
     root = tmp_path_factory.mktemp("shards")
-    paths = generate(root / "synthetic", SyntheticConfig(train=0, val=0, test=12, seed=3))
+    paths = generate(root / "synthetic", SyntheticConfig(train=0, val=0, test=12, seed=3, size=64))
     questions = read_annotations(paths["test"])
     extra = [
         questions[0].model_copy(update={"qid": "windowed_a", "start": 1.0, "end": 3.0}),

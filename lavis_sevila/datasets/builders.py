@@ -50,12 +50,13 @@ class SevilaDatasetBuilder(BaseDatasetBuilder):
     """
 
     NAME = ""  # the registered dataset name (set by ``register``)
+    DATA_TYPE = "videos"  # what ``datasets.<name>.data_type`` must say
     DATASET_CONFIG_DICT: dict[str, str] = {}
 
     def __init__(self, cfg: Any = None) -> None:
         super().__init__(cfg)
         raw = OmegaConf.to_container(self.config, resolve=True) if OmegaConf.is_config(self.config) else dict(self.config)
-        self.settings = DatasetConfig.from_dict(self.NAME, raw)
+        self.settings = DatasetConfig.from_dict(self.NAME, raw, data_type=self.DATA_TYPE)
 
     @classmethod
     def default_config_path(cls, type: str = "default") -> str:

@@ -96,17 +96,20 @@ class DatasetConfig:
     KEYS = ("data_type", "type", "vis_processor", "text_processor", "build_info")
 
     @classmethod
-    def from_dict(cls, name: str, raw: Mapping[str, Any]) -> "DatasetConfig":
+    def from_dict(cls, name: str, raw: Mapping[str, Any], data_type: str = "videos") -> "DatasetConfig":
+        """``data_type`` is what the builder reads: "videos" (questions over clips) or
+        "images" (single frames of videos, the tiny backbone's stage-0 image-text data)."""
         prefix = f"datasets.{name}"
         raw = check_keys(raw, cls.KEYS, prefix)
         if raw.get("text_processor") is not None:
             raise ValueError(f"{prefix}: SeViLA applies no text processor; remove text_processor from the config")
-        if raw.get("data_type", "videos") != "videos":
-            raise ValueError(f"{prefix}.data_type must be 'videos', got {raw['data_type']!r}")
+        if raw.get("data_type", data_type) != data_type:
+            raise ValueError(f"{prefix}.data_type must be {data_type!r} for this dataset, got {raw['data_type']!r}")
         return cls(
             name=name,
             build_info=_build_info(raw.get("build_info"), f"{prefix}.build_info"),
             vis_processor=_processors(raw.get("vis_processor"), f"{prefix}.vis_processor"),
+            data_type=data_type,
         )
 
 

@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from lavis_sevila.diskspace import NoSpaceLeft, explain_full_disk
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "lavis_sevila.checkpoint/1"
@@ -162,7 +164,8 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     Whole groups, so the file loads under the group-completeness rule above, here and in
     the authors' code.
     """
-    groups = {group_of(name) for name, p in model.named_parameters() if p.requires_grad}
+    name_of = getattr(model, "checkpoint_key", None) or (lambda key: key)  # LoRA: file names of adapter keys
+    groups = {group_of(name_of(name)) for name, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if group_of(k) in groups}
 
 
@@ -190,7 +193,11 @@ def save_checkpoint(
     run killed while saving never leaves a half-written checkpoint behind.
     """
     state = trainable_state(model)
-    payload = {"model": state, "manifest": manifest_for(state, **dict(info or {})), **extra}
+    info = dict(info or {})
+    notes = getattr(model, "checkpoint_notes", None)
+    if notes is not None:
+        info.update(notes())  # e.g. "lora": what the adapter file holds and lacks
+    payload = {"model": state, "manifest": manifest_for(state, **info), **extra}
     return atomic_save(payload, path)
 
 
@@ -206,11 +213,14 @@ def atomic_save(payload: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.part{os.getpid()}")
     try:
-        with open(partial, "wb") as handle:
+        with explain_full_disk(path), open(partial, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, path)
+    except NoSpaceLeft:
+        partial.unlink(missing_ok=True)
+        raise
     except OSError as error:
         partial.unlink(missing_ok=True)
         raise OSError(error.errno, f"{error.strerror or error} while writing checkpoint {path}") from error

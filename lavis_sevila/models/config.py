@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from lavis_sevila.models.stages import Stage
+from lavis_sevila.models.stages import ROLES, Stage
 
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
 BLIP2_FLANT5XL_URL = (
@@ -57,15 +57,36 @@ class QFormerConfig:
 class LLMConfig:
     """The frozen language model that scores candidate next tokens."""
 
-    family: str = "t5"
+    family: str = "t5"  # t5 | opt | llama (models/llm/base.py FAMILIES)
     # hub name or local directory; None builds a randomly initialised model from `config`
     name_or_path: str | None = "google/flan-t5-xl"
     # transformers config fields: overrides on top of name_or_path's config, or the whole
     # config when name_or_path is None (vocab_size defaults to the tokenizer's size)
     config: dict[str, Any] = field(default_factory=dict)
     dtype: str = "bf16"  # bf16 (paper) | fp16 | fp32 (CPU tests)
-    # the authors set this on Flan-T5's config: exact erf GELU in the gated FFN
-    dense_act_fn: str | None = "gelu"
+    # family-specific settings (T5's dense_act_fn, ...) belong in `config`; the family's
+    # module (models/llm/<family>.py) owns their defaults
+
+
+@dataclass
+class LoRAConfig:
+    """``model.lora``: rank, scale (alpha), dropout, the roles that get an adapter, and the
+    LLM's target modules (default: the family's ``lora_targets``, e.g. T5 q,v)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    roles: list[str] = field(default_factory=list)
+    target_modules: list[str] | None = None
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.roles) - set(ROLES))
+        if unknown:
+            raise ValueError(f"model.lora.roles: unknown role(s) {unknown}; known: {list(ROLES)}")
+        if len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"model.lora.roles lists a role twice: {self.roles}")
+        if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.lora needs r >= 1, alpha > 0, 0 <= dropout < 1; got {self.r}, {self.alpha}, {self.dropout}")
 
 
 @dataclass
@@ -96,8 +117,10 @@ class SeViLAConfig:
     # stage 3 with fixed frames: keep the frozen answerer's pseudo-labels per (clip, question)
     # and compute them once per run instead of every epoch (feature_cache.PseudoLabelCache)
     pseudo_label_cache: bool = False
-    # BLIP-2 checkpoint filling the answerer (URL or file; {"model": state_dict})
-    pretrained: str | None = None
+    # BLIP-2 checkpoint(s) filling the answerer (URL or file; {"model": state_dict}), in
+    # order, before the localizer copy: one file, or a list (MiniGPT-4: BLIP-2's ViT and
+    # Q-Former, then pretrained_minigpt4.pth's llama_proj)
+    pretrained: list[str] = field(default_factory=list)
     # where the localizer starts: "answerer" copies the answerer's Q-Former, query tokens,
     # projection and LayerNorm after `pretrained` is loaded (paper); "random" keeps the init
     localizer_init: str = "answerer"
@@ -111,23 +134,35 @@ class SeViLAConfig:
     allow_unexpected: list[str] = field(default_factory=list)
     # groups nobody loaded are an error unless random init is allowed (tiny models)
     allow_random_init: bool = False
+    # LoRA adapters on the LLM, one per listed role (models/lora.py); None: no adapters
+    lora: LoRAConfig | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "SeViLAConfig":
+        unset = _unset_keys(raw, "model")
+        if unset:
+            raise ValueError(
+                f"{', '.join(unset)} must be set (the model config leaves it '???' because it has no public "
+                "source); give it with --options, e.g. model.llm.name_or_path=/path/to/vicuna-7b"
+            )
         raw = dict(raw)
         for ignored in ("arch", "model_type", "load_finetuned", "load_pretrained"):
             raw.pop(ignored, None)
-        towers = {"vision": VisionConfig, "qformer": QFormerConfig, "llm": LLMConfig}
+        towers = {"vision": VisionConfig, "qformer": QFormerConfig, "llm": LLMConfig, "lora": LoRAConfig}
         kwargs: dict[str, Any] = {}
         for name, sub in towers.items():
             if name in raw:
-                kwargs[name] = _build(sub, raw.pop(name) or {}, prefix=f"model.{name}")
-        finetuned = raw.pop("finetuned", None)
-        if finetuned:
-            kwargs["finetuned"] = [finetuned] if isinstance(finetuned, str) else list(finetuned)
+                section = raw.pop(name)
+                if name == "lora" and not section:
+                    continue  # lora: null / {} = no adapters
+                kwargs[name] = _build(sub, section or {}, prefix=f"model.{name}")
+        for key in ("pretrained", "finetuned"):  # one source or a list
+            sources = raw.pop(key, None)
+            if sources:
+                kwargs[key] = [sources] if isinstance(sources, str) else list(sources)
         if "stage" in raw:
             kwargs["stage"] = Stage.parse(raw.pop("stage"))
-        kwargs.update(_build_kwargs(cls, raw, prefix="model", skip=set(towers) | {"finetuned", "stage"}))
+        kwargs.update(_build_kwargs(cls, raw, prefix="model", skip=set(towers) | {"pretrained", "finetuned", "stage"}))
         config = cls(**kwargs)
         config.validate()
         return config
@@ -150,6 +185,11 @@ class SeViLAConfig:
             raise ValueError(f"model.localizer_chunk_size must be >= 1 or null, got {self.localizer_chunk_size}")
         if self.llm.dtype not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"model.llm.dtype must be bf16, fp16 or fp32, got {self.llm.dtype!r}")
+        if self.lora is not None:
+            self.lora.validate()
+            if self.lora.roles and not self.freeze_llm:
+                raise ValueError("model.lora trains adapters on a frozen base LLM; set model.freeze_llm: true "
+                                 "(or drop model.lora to train the whole LLM)")
         if self.vision.precision not in ("fp16", "fp32"):
             raise ValueError(f"model.vision.precision must be fp16 or fp32, got {self.vision.precision!r}")
 
@@ -157,6 +197,17 @@ class SeViLAConfig:
         out = dataclasses.asdict(self)
         out["stage"] = self.stage.value
         return out
+
+
+def _unset_keys(value: Any, prefix: str) -> list[str]:
+    """Dotted keys whose value is OmegaConf's mandatory-missing marker '???'."""
+    if isinstance(value, str):
+        return [prefix] if value == "???" else []
+    if isinstance(value, Mapping):
+        return [k for key, item in value.items() for k in _unset_keys(item, f"{prefix}.{key}")]
+    if isinstance(value, (list, tuple)):
+        return [k for i, item in enumerate(value) for k in _unset_keys(item, f"{prefix}[{i}]")]
+    return []
 
 
 def _build_kwargs(cls: type, raw: Mapping[str, Any], prefix: str, skip: set[str] = frozenset()) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from lavis_sevila.models.checkpoint import CheckpointError, group_of, load_state_file, manifest_for
+from lavis_sevila.models.checkpoint import CheckpointError, atomic_save, group_of, load_state_file, manifest_for
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,10 @@ def llm_names(family: str) -> tuple[str, str]:
     """(LLM group, projection group) in LAVIS's layout for an HF text model_type (t5 -> t5_model, t5_proj)."""
     from lavis_sevila.models.llm.base import FAMILIES, family_class
 
-    model_key = family_class(family).state_key if family in FAMILIES else f"{family}_model"
-    return model_key, model_key.replace("_model", "_proj")
+    if family in FAMILIES:
+        cls = family_class(family)
+        return cls.state_key, cls.proj_key
+    return f"{family}_model", f"{family}_proj"
 
 
 def _wb(ours: str, hf: str) -> list[tuple[str, str]]:
@@ -84,7 +86,7 @@ class KeyTable:
 
     @property
     def proj_ours(self) -> str:
-        return self.llm_ours.replace("_model", "_proj")
+        return llm_names(self.family)[1]
 
 
 def key_table(config) -> KeyTable:
@@ -506,16 +508,6 @@ def write_hf(state: Mapping[str, torch.Tensor], config, output: str | os.PathLik
         if partial.exists():
             shutil.rmtree(partial)
     return output
-
-
-def atomic_save(payload: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary name, then rename: no half-written file on a crash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    torch.save(payload, partial)
-    os.replace(partial, path)
-    return path
 
 
 def write_ours(state: Mapping[str, torch.Tensor], path: str | os.PathLike, **info: Any) -> Path:

@@ -33,11 +33,12 @@ from lavis_sevila.models.convert import copy_role, role_groups
 from lavis_sevila.models.feature_cache import FeatureCache, ModuleFingerprint, PseudoLabelCache, encode_unique
 from lavis_sevila.models.keyframes import build_selector
 from lavis_sevila.models.layout import PromptLayout
-from lavis_sevila.models.llm import LLMInputs, build_language_model
+from lavis_sevila.models.lora import LoRA, ROLE_GROUP
+from lavis_sevila.models.llm import LLMInputs, build_language_model, family_class
 from lavis_sevila.models.pretrained import resolve_file
 from lavis_sevila.models.qformer import build_qformer, query_features
 from lavis_sevila.models.stages import ANSWERER, LOCALIZER, Stage
-from lavis_sevila.models.tokenizer import derive_token_ids, load_tokenizer
+from lavis_sevila.models.tokenizer import derive_token_ids
 from lavis_sevila.models.vision import build_vision_encoder, freeze_module, vision_width
 
 logger = logging.getLogger(__name__)
@@ -89,19 +90,24 @@ class Answer:
 class SeViLA(BaseModel):
     PRETRAINED_MODEL_CONFIG_DICT = {
         "pretrain_flant5xl": "sevila_pretrain_flant5xl.yaml",
+        "pretrain_opt2.7b": "sevila_pretrain_opt2.7b.yaml",
+        "minigpt4_vicuna7b": "sevila_minigpt4_vicuna7b.yaml",
         "tiny": "sevila_tiny.yaml",
+        "tiny_opt": "sevila_tiny_opt.yaml",
+        "tiny_llama": "sevila_tiny_llama.yaml",
     }
 
     def __init__(self, config: SeViLAConfig) -> None:
         super().__init__()
         self.config = config
-        tokenizer = load_tokenizer(config.tokenizer)
-        self.token_ids = derive_token_ids(tokenizer)
+        family = family_class(config.llm.family)  # owns its tokenizer class and target tokens
+        tokenizer = family.load_tokenizer(config.tokenizer)
+        self.token_ids = derive_token_ids(tokenizer, family.target_lead)
         self.visual_encoder = build_vision_encoder(config.vision)
         width = vision_width(self.visual_encoder)
         self.llm = build_language_model(config.llm, tokenizer)
         self.add_module(self.llm.state_key, self.llm.module)
-        self.proj_name = self.llm.state_key.replace("_model", "_proj")  # t5_model -> t5_proj
+        self.proj_name = self.llm.proj_key  # t5_proj, opt_proj, llama_proj
         for suffix in ROLE_SUFFIX.values():
             qformer, query_tokens = build_qformer(config.qformer, width)
             self.add_module("ln_vision" + suffix, LayerNorm(width))
@@ -109,6 +115,9 @@ class SeViLA(BaseModel):
             self.register_parameter("query_tokens" + suffix, query_tokens)
             self.add_module(self.proj_name + suffix, nn.Linear(config.qformer.hidden_size, self.llm.width))
         self.layout = PromptLayout(self.llm, config.max_txt_len)
+        self.lora = None
+        if config.lora is not None and config.lora.roles:
+            self.lora = LoRA(self.llm.module, self.llm.state_key, config.lora, self.llm.lora_targets)
         self.select_keyframes = build_selector(config.keyframe_selection, config.keyframe_selection_args)
         self.stage = Stage.INFER
         self.weight_sources: dict[str, str] = {}
@@ -151,8 +160,11 @@ class SeViLA(BaseModel):
             self.weight_sources["visual_encoder"] = config.vision.weights
         if config.llm.name_or_path:
             self.weight_sources[self.llm.state_key] = config.llm.name_or_path
-        if config.pretrained:
-            self.load_checkpoint(config.pretrained)
+        if self.lora is not None:  # adapters start as peft initialises them (B = 0: the base LLM exactly)
+            for role in self.lora.roles:
+                self.weight_sources[ROLE_GROUP[role]] = "LoRA init (B = 0)"
+        for source in config.pretrained:
+            self.load_checkpoint(source)
         if config.localizer_init == "answerer":
             self.init_role_from(ANSWERER, LOCALIZER)
         for source in config.finetuned:
@@ -190,6 +202,33 @@ class SeViLA(BaseModel):
     def load_from_pretrained(self, url_or_filename: str) -> ckpt.LoadReport:  # LAVIS's name for it
         return self.load_checkpoint(url_or_filename)
 
+    # -- the checkpoint boundary (LoRA keys in the authors' layout: models/lora.py) ------------
+    def checkpoint_key(self, key: str) -> str:
+        """The name ``key`` (a parameter or buffer name) has in checkpoints."""
+        return self.lora.file_key(key) if self.lora is not None else key
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        return self.lora.to_file(state) if self.lora is not None and not args and not kwargs.get("prefix") else state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if self.lora is not None:
+            state_dict = self.lora.from_file(state_dict, super().state_dict().keys())
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def checkpoint_notes(self) -> dict[str, Any]:
+        """What a training checkpoint's manifest says beyond its keys (LoRA: adapters only)."""
+        return {"lora": self.lora.manifest()} if self.lora is not None else {}
+
+    @contextlib.contextmanager
+    def serving(self, role: str) -> Iterator[None]:
+        """LLM calls inside run with ``role``'s LoRA adapter (nothing to switch without LoRA)."""
+        if self.lora is None:
+            yield
+        else:
+            with self.lora.use(role):
+                yield
+
     # -- stages ------------------------------------------------------------------------
     def set_stage(self, stage: Stage | str) -> list[str]:
         """Make exactly the stage's parameters trainable; return their names.
@@ -204,6 +243,8 @@ class SeViLA(BaseModel):
         trained = []
         if stage.trained_role is not None:
             trained.extend(role_groups(ROLE_SUFFIX[stage.trained_role], self.proj_name))
+            if self.lora is not None and stage.trained_role in self.lora.roles:
+                trained.append(ROLE_GROUP[stage.trained_role])
             if not self.config.freeze_llm:
                 trained.append(self.llm.state_key)
         if self.config.freeze_vit or stage is Stage.INFER:
@@ -212,7 +253,7 @@ class SeViLA(BaseModel):
             self.visual_encoder.__dict__.pop("train", None)  # undo an earlier freeze_module
             trained.append("visual_encoder")
         for name, param in self.named_parameters():
-            if ckpt.group_of(name) in trained:
+            if ckpt.group_of(self.checkpoint_key(name)) in trained:
                 param.requires_grad = True
         return [name for name, param in self.named_parameters() if param.requires_grad]
 
@@ -317,7 +358,8 @@ class SeViLA(BaseModel):
             else:
                 visual = shared.index_select(0, frame_of_row[start : start + chunk])
             inputs = self.layout.single_frame(visual, text.rows(start, start + chunk))
-            (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
+            with self.serving(LOCALIZER):
+                (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
             yes.append(logits[:, self.token_ids.yes])
             no.append(logits[:, self.token_ids.no])
         return FrameLogits(torch.cat(yes).reshape(b, t), torch.cat(no).reshape(b, t))
@@ -327,7 +369,8 @@ class SeViLA(BaseModel):
         inputs = self._single_frame_inputs(LOCALIZER, feats, loc_texts)
         words = self.layout.targets([prompts.NO, prompts.YES], feats.device)  # row 0 "no", row 1 "yes"
         pick = labels.reshape(-1).long()
-        return self.llm.teacher_forced(inputs, words.ids[pick], words.mask[pick]).loss
+        with self.serving(LOCALIZER):
+            return self.llm.teacher_forced(inputs, words.ids[pick], words.mask[pick]).loss
 
     # -- answerer ----------------------------------------------------------------------
     def answer_logits(self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None) -> torch.Tensor:
@@ -337,8 +380,7 @@ class SeViLA(BaseModel):
         ``generate(...).scores[1]`` (a sample that emits EOS at step 1 is still read at
         step 2, conditioned on that EOS).
         """
-        _, step2 = self.llm.greedy_step_logits(self._video_inputs(feats, qa_texts), steps=2)
-        return step2[:, self.letter_ids(num_options)]
+        return self._read_letters(self._video_inputs(feats, qa_texts), num_options)
 
     def answer_logits_per_frame(
         self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None
@@ -346,13 +388,21 @@ class SeViLA(BaseModel):
         """Option-letter logits [B, T, A] answering from each frame alone (image layout)."""
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
-        _, step2 = self.llm.greedy_step_logits(inputs, steps=2)
-        return step2[:, self.letter_ids(num_options)].reshape(b, t, -1)
+        return self._read_letters(inputs, num_options).reshape(b, t, -1)
+
+    def _read_letters(self, inputs: LLMInputs, num_options: int | None) -> torch.Tensor:
+        """Option-letter logits at the family's read step (T5: greedy step 2; decoder-only:
+        step 1 after the appended "Option" token, see PromptLayout.for_answer_read)."""
+        inputs, step = self.layout.for_answer_read(inputs, self.token_ids.option_prefix)
+        with self.serving(ANSWERER):
+            read = self.llm.greedy_step_logits(inputs, steps=step)[step - 1]
+        return read[:, self.letter_ids(num_options)]
 
     def answerer_loss(self, feats: torch.Tensor, qa_texts: Sequence[str], targets: Sequence[str]) -> torch.Tensor:
         """Teacher-forced loss of "Option X" from k frames [B, k, P, D] (video layout)."""
         target = self.layout.targets(targets, feats.device)
-        return self.llm.teacher_forced(self._video_inputs(feats, qa_texts), target.ids, target.mask).loss
+        with self.serving(ANSWERER):
+            return self.llm.teacher_forced(self._video_inputs(feats, qa_texts), target.ids, target.mask).loss
 
     # -- chains ------------------------------------------------------------------------
     @staticmethod
@@ -386,14 +436,18 @@ class SeViLA(BaseModel):
         """Reverse chain: True where the answerer, reading that frame alone, is right [B, T].
 
         Image layout, teacher-forced on the target "Option X"; the predicted letter is the
-        argmax over the option letters at decoder position 1 (spec section 6.3), over the
+        argmax over the option letters at decoder position 1 (spec section 6.3; every
+        family returns target-aligned logits, so this is the letter's target position), over the
         question's own ``num_options`` [B] letters when given (mixed option counts).
         """
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
         target = self.layout.targets(targets, feats.device).repeat(t)
-        # only position 1's letter logits are read: the LLM computes nothing else
-        letters = self.llm.teacher_forced_token_logits(inputs, target.ids, target.mask, 1, self.letter_ids())
+        # only the letter logits at the read position are computed (pseudo-labels need nothing else)
+        with self.serving(ANSWERER):
+            letters = self.llm.teacher_forced_token_logits(
+                inputs, target.ids, target.mask, self.token_ids.letter_index, self.letter_ids()
+            )
         letters = letters.reshape(b, t, -1)
         predicted = self.mask_options(letters, num_options).argmax(dim=-1)
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
@@ -467,7 +521,23 @@ class SeViLA(BaseModel):
         feats = self.encode_frames(samples["video"], samples.get("clip_key"))
         return {"loss": self.answerer_loss(feats, samples["qa_input"], samples["qa_output"])}
 
+    def _loss_pretrain_backbone(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Stage 0: a free-text answer about one frame (image layout), teacher-forced.
+
+        The answerer role only, as BLIP-2's image-to-text pre-training; the checkpoint it
+        leaves has BLIP-2's layout and is read later as ``model.pretrained``.
+        """
+        image = samples["image"]
+        if image.dim() != 5 or image.shape[1] != 1:
+            raise ValueError(f"pretrain_backbone reads single frames [B, 1, 3, H, W], got {tuple(image.shape)} "
+                             "(an image-text dataset such as sevila_image_text)")
+        feats = self.encode_frames(image)
+        inputs = self._single_frame_inputs(ANSWERER, feats, samples["text_input"])
+        target = self.layout.targets(samples["text_output"], feats.device)
+        return {"loss": self.llm.teacher_forced(inputs, target.ids, target.mask).loss}
+
     _STAGE_LOSS: dict[Stage, Callable[["SeViLA", dict[str, Any]], dict[str, torch.Tensor]]] = {
+        Stage.PRETRAIN_BACKBONE: _loss_pretrain_backbone,
         Stage.PRETRAIN_LOCALIZER: _loss_pretrain_localizer,
         Stage.FINETUNE_ANSWERER: _loss_finetune_answerer,
         Stage.REFINE_LOCALIZER: _loss_refine_localizer,

@@ -15,6 +15,9 @@ ROLES = (ANSWERER, LOCALIZER)
 
 
 class Stage(str, Enum):
+    # stage 0, tiny backbones only: the stand-in for BLIP-2 pre-training (image-text pairs
+    # on single frames); trains the answerer's Q-Former, and the ViT/LLM unless frozen
+    PRETRAIN_BACKBONE = "pretrain_backbone"
     PRETRAIN_LOCALIZER = "pretrain_localizer"  # QVHighlights per-frame yes/no labels
     FINETUNE_ANSWERER = "finetune_answerer"  # forward chain: frozen localizer picks k of n frames
     REFINE_LOCALIZER = "refine_localizer"  # reverse chain: frozen answerer's pseudo-labels
@@ -40,6 +43,7 @@ class Stage(str, Enum):
 
 
 _TRAINED_ROLE = {
+    Stage.PRETRAIN_BACKBONE: ANSWERER,
     Stage.PRETRAIN_LOCALIZER: LOCALIZER,
     Stage.FINETUNE_ANSWERER: ANSWERER,
     Stage.REFINE_LOCALIZER: LOCALIZER,
@@ -47,6 +51,7 @@ _TRAINED_ROLE = {
     Stage.INFER: None,
 }
 _FROZEN_HELPER = {
+    Stage.PRETRAIN_BACKBONE: None,
     Stage.PRETRAIN_LOCALIZER: None,
     Stage.FINETUNE_ANSWERER: LOCALIZER,
     Stage.REFINE_LOCALIZER: ANSWERER,

@@ -4,8 +4,8 @@ Chosen with ``run.runner: runner_sevila``.  What it adds to LAVIS's ``runner_bas
 gloo on CPU, checkpoints in our format (trained groups + optimizer + RNG states, loaded
 weights-only), resume from the exact iteration a run was killed at, counted skips of
 unreadable training videos, evaluation that sees every question exactly once, and logs
-(tqdm with ETA, TensorBoard scalars, metrics JSON per epoch, the exact config and package
-versions).  Optimizer grouping and the learning-rate schedule are LAVIS's.
+(a progress bar on a terminal, else one line per ``run.log_freq`` steps; TensorBoard
+scalars, metrics JSON per epoch, the exact config and package versions).  Optimizer grouping and the learning-rate schedule are LAVIS's.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, IterableDataset
-from tqdm import tqdm
 
 from lavis_sevila.data.samples import SkipCounter
 from lavis_sevila.models import checkpoint as ckpt
@@ -33,6 +32,7 @@ from lavis_sevila.runners import distributed
 from lavis_sevila.runners.sampling import ResumableSampler, SeededSamples
 from lavis_sevila.runners.settings import RunSettings
 from lavis_sevila.tasks.base import to_device
+from lavis_sevila.utils.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,8 @@ class SeViLARunner:
                 + "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changed)
                 + ". Resume with the saved values, or start a new run (another run.output_dir)"
             )
-        trained = {ckpt.group_of(n) for n, _ in self.trainable()}
+        name_of = getattr(self.model, "checkpoint_key", None) or (lambda key: key)  # LoRA adapters' file names
+        trained = {ckpt.group_of(name_of(n)) for n, _ in self.trainable()}
         if set(info["groups"]) != trained:
             raise ckpt.CheckpointError(f"{path} holds {info['groups']}, this stage trains {sorted(trained)}")
         ckpt.load_into(self.model, payload["model"], source=str(path))
@@ -339,8 +340,8 @@ class SeViLARunner:
         total = self.settings.max_epoch * per_epoch  # in batches
         if self.settings.max_batches is not None:
             total = min(total, self.settings.max_batches)
-        progress = tqdm(total=total, initial=self.iteration, desc=f"train {self.stage}", disable=not self.main,
-                        dynamic_ncols=True)
+        progress = Progress(total, f"train {self.stage}", initial=self.iteration, enabled=self.main,
+                            every_steps=self.settings.log_freq)
         skips, losses = self._skips, self._losses
         first_epoch, first_step = self.start
         last_epoch = first_epoch
@@ -366,8 +367,8 @@ class SeViLARunner:
                 for key, value in stats.items():
                     self.scalar(f"train/{key}", value, self.iteration)
                 self.scalar("train/lr", lr, self.iteration)
-                progress.update(1)
-                progress.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{lr:.2e}", epoch=epoch)
+                progress.update(1, samples=int(batch["num_samples"]) * self.dist.world_size,
+                                loss=stats["loss"], lr=lr, epoch=epoch)
                 every = self.settings.save_every_steps
                 if every and (step + 1) % accum == 0 and self.iteration % (every * accum) == 0:
                     self.save_resumable(epoch, step + 1)

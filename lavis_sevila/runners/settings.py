@@ -52,6 +52,7 @@ class RunSettings:
     save_every_steps: int = 0  # optimizer steps between resumable checkpoints; 0 = end of each epoch only
     resume_ckpt_path: str | None = None  # a checkpoint_last.pth, or "auto" (output_dir's, if any)
     max_skip_fraction: float = 0.01  # unreadable training samples allowed per epoch
+    log_freq: int = 10  # off a terminal: one progress line every log_freq batches (and at least once a minute)
     tensorboard: bool = True
     # DeepSpeed (runner_deepspeed): a DeepSpeed config dict merged over our defaults
     deepspeed: dict[str, Any] = field(default_factory=dict)

@@ -14,11 +14,11 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from lavis.tasks.base_task import BaseTask
-from tqdm import tqdm
 
 from lavis_sevila.diskspace import explain_full_disk
 from lavis_sevila.runners import distributed
 from lavis_sevila.tasks.metrics.videoqa import check_complete, dedupe
+from lavis_sevila.utils.progress import track
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class SevilaTask(BaseTask):
         device = device or model.device
         records: list[dict[str, Any]] = []
         show = distributed.launched_world().is_main
-        for batch in tqdm(data_loader, desc="evaluate", disable=not show, dynamic_ncols=True):
+        for batch in track(data_loader, "evaluate", enabled=show, samples=lambda b: b.get("num_samples", 0)):
             if batch.get("num_samples", 1) == 0:
                 raise RuntimeError(f"evaluation batch lost every sample: {batch.get('skipped')}")
             records.extend(self.predict_batch(model, to_device(batch, device)))

@@ -1,6 +1,24 @@
-"""Video input: sampling frame indices and decoding them (decord, PyAV or frame folders)."""
-from lavis_sevila.video.clip import Clip, EmptyWindowError, VideoReadError
-from lavis_sevila.video.reader import read_clip
-from lavis_sevila.video.sampling import frame_indices
+"""Video input: sampling frame indices and decoding them (decord, PyAV or frame folders).
 
-__all__ = ["Clip", "EmptyWindowError", "VideoReadError", "frame_indices", "read_clip"]
+Names are loaded on first use, so the sampling rule and the writer (the synthetic
+benchmark) import without torch; reading a clip loads the decoders.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Clip": "clip",
+    "EmptyWindowError": "clip",
+    "VideoReadError": "clip",
+    "frame_indices": "sampling",
+    "read_clip": "reader",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

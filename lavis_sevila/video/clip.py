@@ -5,7 +5,6 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 
 class VideoReadError(RuntimeError):
@@ -40,6 +39,8 @@ class Clip:
     duration: float  # num_frames / fps
 
     def __post_init__(self) -> None:
+        import torch  # here: the error classes above import without torch (the synthetic writer)
+
         n = len(self.indices)
         if self.frames.dtype != torch.uint8 or self.frames.ndim != 4 or self.frames.shape[1] != 3:
             raise ValueError(f"frames must be uint8 [n, 3, H, W], got {self.frames.dtype} {tuple(self.frames.shape)}")

@@ -3,7 +3,13 @@
 Both roles only ever (a) embed token ids, (b) read the logits of a few candidate tokens
 at the first one or two greedy decoding steps, and (c) compute a teacher-forced loss on
 a short target.  Keeping the interface that narrow is what lets an encoder-decoder
-(Flan-T5, the paper) and a decoder-only LLM (OPT, Vicuna: roadmap) stand behind it.
+(Flan-T5, the paper) and a decoder-only LLM (OPT, Vicuna/LLaMA: ``llm/decoder.py``)
+stand behind it.
+
+Everything that differs between families is a class attribute of the family's class
+(state keys, tokenizer class, padding side, EOS policy, prompt template, which decoding
+step holds the option letter); ``models/layout.py`` reads them and is the one place that
+builds LLM inputs.
 """
 from __future__ import annotations
 
@@ -34,6 +40,20 @@ class LLMInputs:
         return self.embeds.shape[0]
 
 
+@dataclass(frozen=True)
+class PromptTemplate:
+    """The text a family wraps around SeViLA's prompts (empty for Flan-T5: the paper's layout).
+
+    A prompt is ``BOS? head ++ frame blocks ++ text ++ tail``; a frame block is
+    ``"Frame i: " + image_open ++ visual tokens ++ image_close``.
+    """
+
+    head: str = ""
+    image_open: str = ""
+    image_close: str = ""
+    tail: str = ""
+
+
 @dataclass
 class TeacherForced:
     loss: torch.Tensor  # mean over non-padding target tokens of the batch
@@ -49,6 +69,28 @@ class LanguageModel(ABC):
 
     #: the state-dict prefix the wrapped module lives under in SeViLA checkpoints
     state_key: str
+    #: the state-dict name of each role's projection into the LLM (``+ "_loc"`` for the localizer)
+    proj_key: str
+    #: "right": pad after the text (T5's encoder); "left": real tokens end every row, so the
+    #: next-token logit after the prompt is the last position of every row (decoder-only)
+    padding_side: str = "right"
+    #: the prompt text is tokenised with the tokenizer's special tokens (T5: text + EOS)
+    prompt_special_tokens: bool = True
+    #: a BOS token starts the whole prompt (decoder-only: before the head, never mid-sequence)
+    bos_first: bool = False
+    #: targets end with EOS (T5's tokenizer appends it; decoder-only families append it)
+    target_eos: bool = True
+    #: prepended to target texts ("yes", "Option A") so their tokens are the ones that follow
+    #: the prompt naturally (GPT-2-style BPE: " yes" is one token, "yes" after ":" another)
+    target_lead: str = ""
+    #: the greedy decoding step whose logits hold the option letter (T5: 2, after "Option"),
+    #: and whether the target's tokens before the letter are appended to the prompt instead
+    #: (decoder-only: "... Option" then the letter is step 1)
+    answer_step: int = 2
+    answer_prefix_in_prompt: bool = False
+    template: PromptTemplate = PromptTemplate()
+    #: peft LoRA target modules of this family (attention query and value projections)
+    lora_targets: tuple[str, ...] = ()
     #: the ``model.llm.family`` name (set by :func:`register_family`)
     family: str
 
@@ -56,6 +98,11 @@ class LanguageModel(ABC):
     @abstractmethod
     def from_config(cls, config, tokenizer) -> "LanguageModel":
         """Build the LLM described by an ``LLMConfig`` (hub weights or random init)."""
+
+    @classmethod
+    @abstractmethod
+    def load_tokenizer(cls, source: str):
+        """The family's tokenizer from a hub name, a local directory or ``builtin:tiny``."""
 
     def __init__(self, module: nn.Module, tokenizer) -> None:
         self.module = module
@@ -103,7 +150,11 @@ class LanguageModel(ABC):
 
 #: family name -> the module that implements it (imported on first use, so a family's
 #: transformers classes load only when that family is built)
-FAMILIES: dict[str, str] = {"t5": "lavis_sevila.models.llm.t5"}
+FAMILIES: dict[str, str] = {
+    "t5": "lavis_sevila.models.llm.t5",
+    "opt": "lavis_sevila.models.llm.opt",
+    "llama": "lavis_sevila.models.llm.llama",
+}
 _REGISTERED: dict[str, type[LanguageModel]] = {}
 
 

@@ -15,17 +15,34 @@ from transformers.modeling_outputs import BaseModelOutput
 from lavis_sevila.models.llm.base import LanguageModel, LLMInputs, TeacherForced, parse_dtype, register_family
 
 
+#: the authors set this on Flan-T5's config (exact erf GELU in the gated FFN); a T5 field,
+#: so it lives here: ``model.llm.config.dense_act_fn`` overrides it (null keeps the config's)
+DENSE_ACT_FN = "gelu"
+
+
 @register_family("t5")
 class T5LanguageModel(LanguageModel):
+    """Encoder-decoder: the prompt (text + EOS, right-padded) is the encoder input; the
+    localizer reads decoder step 1, the answerer step 2 (after the greedy "Option")."""
+
     state_key = "t5_model"
+    proj_key = "t5_proj"
+    lora_targets = ("q", "v")
+
+    @classmethod
+    def load_tokenizer(cls, source: str):
+        from lavis_sevila.models.tokenizer import load_tokenizer
+
+        return load_tokenizer(source)
 
     @classmethod
     def from_config(cls, config, tokenizer) -> "T5LanguageModel":
         from lavis.models.blip2_models.modeling_t5 import T5Config, T5ForConditionalGeneration
 
         overrides = dict(config.config)
-        if config.dense_act_fn is not None:
-            overrides["dense_act_fn"] = config.dense_act_fn
+        overrides.setdefault("dense_act_fn", DENSE_ACT_FN)
+        if overrides["dense_act_fn"] is None:
+            overrides.pop("dense_act_fn")
         if config.name_or_path is not None:
             t5_config = T5Config.from_pretrained(config.name_or_path)
             for key, value in overrides.items():

@@ -150,6 +150,9 @@ def _batch(frames=4):
         "video": torch.randn(2, frames, 3, 32, 32, generator=g), "qa_input": QA, "loc_input": LOC,
         "qa_output": TARGETS, "answer_idx": [1, 2], "question_id": ["q0", "q1"], "num_options": [2, 3],
         "frame_labels": torch.tensor([[0, 1, 1, 0], [1, 0, 0, 1]]),
+        # stage 0 (pretrain_backbone) reads single frames with a free-text answer
+        "image": torch.randn(2, 1, 3, 32, 32, generator=g), "text_input": ["Is there a red circle?"] * 2,
+        "text_output": ["yes", "no"],
     }
 
 

@@ -397,14 +397,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         logger.warning("listening on %s: anyone who can reach it can upload files and use this machine's model "
                        "(no authentication, no TLS)", args.host)
     server = make_server(demo, args.host, args.port)
+    stop_on_signals(server)
     print(f"SeViLA web demo ({args.model_type}) on http://{args.host}:{server.server_port}/  (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
         demo.workdir.cleanup()
+
+
+def stop_on_signals(server: ThreadingHTTPServer) -> None:
+    """Ctrl-C / SIGTERM end ``serve_forever`` between requests instead of raising
+    KeyboardInterrupt wherever the main thread happens to be (e.g. inside starting a request
+    thread, which can leave the process unable to exit).  ``kill -USR1`` dumps every thread's
+    stack to stderr, for a server that seems stuck."""
+    import faulthandler
+    import signal
+
+    def request_stop(signum: int, frame: Any) -> None:
+        logger.info("signal %d: stopping", signum)
+        # shutdown() waits for serve_forever to return, so it cannot run on the serving thread
+        threading.Thread(target=server.shutdown, name="webdemo-stop", daemon=True).start()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 if __name__ == "__main__":

@@ -152,18 +152,20 @@ def test_multipart_parsing_keeps_binary_file_bytes_exactly():
 
 
 @pytest.mark.timeout(180)  # bounds the readline below if the server never starts
-def test_the_entry_point_serves_on_127_0_0_1_at_a_free_port():
+def test_the_entry_point_serves_on_127_0_0_1_at_a_free_port(tmp_path):
     """``python -m lavis_sevila.webdemo --port 0``: prints its address, serves the page, stops on SIGINT."""
     import os
     import signal
     import subprocess
     import sys
+    import time
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(repo), "TOKENIZERS_PARALLELISM": "false"}
+    log = open(tmp_path / "webdemo.log", "w")  # a file, not a pipe nobody reads (a full pipe blocks the server)
     process = subprocess.Popen([sys.executable, "-m", "lavis_sevila.webdemo", "--port", "0"], cwd=repo, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                               stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         line = process.stdout.readline()  # the first stdout line is the address (logs go to stderr)
         match = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
@@ -171,9 +173,17 @@ def test_the_entry_point_serves_on_127_0_0_1_at_a_free_port():
         with urllib.request.urlopen(match.group(1), timeout=60) as response:
             assert response.status == 200 and "SeViLA" in response.read().decode()
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
+        try:
+            assert process.wait(timeout=60) == 0
+        except subprocess.TimeoutExpired:  # say where it is stuck: every thread's stack
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            process.kill()
+            pytest.fail("the web demo did not stop within 60 s of SIGINT; its log and threads:\n"
+                        + (tmp_path / "webdemo.log").read_text())
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+        log.close()
         process.stdout.close()

@@ -6,15 +6,17 @@ with 32 queries, T5 256 wide with 4+4 layers) and keeps the builtin word-level t
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -148,3 +150,32 @@ def write_block(path: Path, name: str, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(new)
     os.replace(partial, path)
+
+
+def benchmark_parser(description: str, repeats: int = 3) -> argparse.ArgumentParser:
+    """The options every benchmark here shares (shapes, sizes, repeats, threads, markdown)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--shapes", nargs="+", default=["tiny", "medium"])
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--keyframes", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--no-warmup", action="store_true", help="time the first run too (long shapes)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table into this file's block")
+    return parser
+
+
+def start(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` and print the machine, before anything is timed."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"start: {machine()}", flush=True)
+
+
+def finish(text: str, args: argparse.Namespace, module: str, block: str, argv: Sequence[str] | None) -> None:
+    """Print the table and, with ``--markdown``, write it with the command that made it."""
+    print(text)
+    if args.markdown:
+        command = " ".join([f"python -m lavis_sevila.benchmarks.{module}", *(sys.argv[1:] if argv is None else argv)])
+        write_block(args.markdown, block, f"Command: `{command}`\n\n{text}")

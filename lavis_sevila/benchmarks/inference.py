@@ -25,15 +25,12 @@ ratios, each path's peak resident memory growth and the settings.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from lavis_sevila.benchmarks.common import build_model, cpu_flags, machine, questions, spread, time_interleaved, write_block
+from lavis_sevila.benchmarks.common import benchmark_parser, build_model, cpu_flags, finish, machine, questions, spread, start, time_interleaved
 from lavis_sevila.data import prompts
 
 
@@ -160,31 +157,17 @@ def table(results: list[dict[str, Any]], args) -> str:
 
 
 def main(argv=None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=["tiny", "medium"])
+    parser = benchmark_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--questions", nargs="+", type=int, default=[1, 10], help="questions per video")
-    parser.add_argument("--videos", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--keyframes", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-warmup", action="store_true", help="time the first run too (long shapes)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--markdown", type=Path, default=None, help="write the table into this file's block")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"start: {machine()}", flush=True)
+    start(args)
     results = []
     for shape in args.shapes:
         for per_video in args.questions:
             results.append(run_shape(shape, per_video, args))
             print("\n".join(table(results[-1:], args).splitlines()[-3:]), flush=True)
-    text = table(results, args)
-    print(text)
-    if args.markdown:
-        command = " ".join(["python -m lavis_sevila.benchmarks.inference", *(sys.argv[1:] if argv is None else argv)])
-        block = f"inference-{'-'.join(args.shapes)}-v{args.videos}-q{'-'.join(map(str, args.questions))}"
-        write_block(args.markdown, block, f"Command: `{command}`\n\n{text}")
+    block = f"inference-{'-'.join(args.shapes)}-v{args.videos}-q{'-'.join(map(str, args.questions))}"
+    finish(table(results, args), args, "inference", block, argv)
     return results
 
 

@@ -12,21 +12,18 @@ answer differ, and both times.  Not a default: fp32 results are the reference.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from lavis_sevila.benchmarks.common import build_model, cpu_flags, machine, spread, time_interleaved, write_block
+from lavis_sevila.benchmarks.common import benchmark_parser, build_model, cpu_flags, finish, machine, spread, start, time_interleaved
 from lavis_sevila.benchmarks.inference import batch_of, make_inputs
 
 
 def run(shape: str, args) -> dict[str, Any]:
-    fp32 = build_model(shape, feature_cache_mb=4096)
-    bf16 = build_model(shape, feature_cache_mb=4096, **{"llm.dtype": "bf16"})
+    fp32 = build_model(shape, feature_cache_mb=4096, num_keyframes=args.keyframes)
+    bf16 = build_model(shape, feature_cache_mb=4096, num_keyframes=args.keyframes, **{"llm.dtype": "bf16"})
     bf16.load_state_dict(fp32.state_dict())  # same weights, T5's cast to bf16
     inputs = make_inputs(fp32, args.videos, args.frames, args.questions, seed=3)
     rows = sorted(inputs["rows"])
@@ -72,25 +69,12 @@ def table(results: list[dict[str, Any]], args) -> str:
 
 
 def main(argv=None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=["tiny", "medium"])
-    parser.add_argument("--videos", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=32)
+    parser = benchmark_parser(__doc__.split("\n\n")[0], repeats=1)
     parser.add_argument("--questions", type=int, default=2, help="questions per video")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--no-warmup", action="store_true")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"start: {machine()}", flush=True)
+    start(args)
     results = [run(shape, args) for shape in args.shapes]
-    text = table(results, args)
-    print(text)
-    if args.markdown:
-        command = " ".join(["python -m lavis_sevila.benchmarks.precision", *(sys.argv[1:] if argv is None else argv)])
-        write_block(args.markdown, "precision-" + "-".join(args.shapes), f"Command: `{command}`\n\n{text}")
+    finish(table(results, args), args, "precision", "precision-" + "-".join(args.shapes), argv)
     return results
 
 

@@ -22,16 +22,13 @@ gradients (no optimizer update, so every step sees the same weights):
 """
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from lavis_sevila.benchmarks.common import build_model, cpu_flags, machine, spread, time_interleaved, write_block
-from lavis_sevila.benchmarks.inference import authors_batch, batch_of, make_inputs
+from lavis_sevila.benchmarks.common import benchmark_parser, build_model, cpu_flags, finish, machine, spread, start, time_interleaved
+from lavis_sevila.benchmarks.inference import batch_of, make_inputs
 
 
 def authors_step(model, batch: dict[str, Any], stage: str, k: int) -> dict[str, Any]:
@@ -155,30 +152,16 @@ def table(results: list[dict[str, Any]], args) -> str:
 
 
 def main(argv=None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=["tiny", "medium"])
+    parser = benchmark_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--stages", nargs="+", default=["refine_localizer", "finetune_answerer"])
-    parser.add_argument("--videos", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--keyframes", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-warmup", action="store_true")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"start: {machine()}", flush=True)
+    start(args)
     results = []
     for shape in args.shapes:
         for stage in args.stages:
             results.append(run(shape, stage, args))
             print("\n".join(table(results[-1:], args).splitlines()[-3:]), flush=True)
-    text = table(results, args)
-    print(text)
-    if args.markdown:
-        command = " ".join(["python -m lavis_sevila.benchmarks.training_step", *(sys.argv[1:] if argv is None else argv)])
-        write_block(args.markdown, f"training_step-{'-'.join(args.shapes)}-v{args.videos}", f"Command: `{command}`\n\n{text}")
+    finish(table(results, args), args, "training_step", f"training_step-{'-'.join(args.shapes)}-v{args.videos}", argv)
     return results
 
 

@@ -5,14 +5,9 @@ without LAVIS.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lavis_sevila._lazy import lazy_exports
 
 _EXPORTS = {"FrameSource": "video_dataset", "SevilaVideoDataset": "video_dataset", "UnreadableSampleError": "video_dataset"}
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

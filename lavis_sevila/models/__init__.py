@@ -5,14 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Any
+from lavis_sevila._lazy import lazy_exports
 
 __all__ = ["SeViLA"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "SeViLA":
-        from lavis_sevila.models.sevila import SeViLA  # registers "sevila"
-
-        return SeViLA
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"SeViLA": "sevila"})  # importing sevila registers "sevila"

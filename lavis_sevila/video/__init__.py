@@ -5,8 +5,7 @@ benchmark) import without torch; reading a clip loads the decoders.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lavis_sevila._lazy import lazy_exports
 
 _EXPORTS = {
     "Clip": "clip",
@@ -17,8 +16,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,5 +1,5 @@
 """Evaluation metrics of SeViLA's tasks, as pure functions: these modules import numpy only
-(importing them through the ``lavis_sevila`` package still loads LAVIS, which registers).
+(no LAVIS, no torch; tests/test_light_imports.py checks it).
 
 Kept apart from the LAVIS task classes so they can be checked against the official
 evaluation scripts on saved predictions, without a model.  Definitions: docs/metrics.md.
@@ -9,8 +9,7 @@ lavis_sevila.tasks.metrics.moment_retrieval`` does not import its own module twi
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lavis_sevila._lazy import lazy_exports
 
 _EXPORTS = {
     "evaluate_submission": "moment_retrieval",
@@ -27,11 +26,7 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -300,5 +300,6 @@ def test_metric_modules_import_only_numpy_and_the_standard_library():
             else:
                 continue
             for name in names:
-                ok = name.split(".")[0] in ALLOWED_IMPORTS or name.startswith("lavis_sevila.tasks.metrics")
+                ok = (name.split(".")[0] in ALLOWED_IMPORTS or name.startswith("lavis_sevila.tasks.metrics")
+                      or name == "lavis_sevila._lazy")  # the package's lazy exports: standard library only
                 assert ok, f"{path.name} imports {name}"

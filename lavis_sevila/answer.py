@@ -97,10 +97,10 @@ def check_question(question: str, choices: Sequence[str], num_frames: int, num_k
 
 
 def random_groups(model: Any) -> list[str]:
-    """The state-dict groups no weights were loaded for (they keep their random initialisation)."""
-    from lavis_sevila.models.checkpoint import group_of
+    """The checkpoint groups no weights were loaded for (they keep their random initialisation)."""
+    from lavis_sevila.models.checkpoint import file_state, group_of
 
-    return sorted({group_of(key) for key in model.state_dict()} - set(model.weight_sources))
+    return sorted({group_of(key) for key in file_state(model)} - set(model.weight_sources))
 
 
 def describe_weights(model: Any) -> str:

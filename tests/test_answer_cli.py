@@ -47,8 +47,10 @@ def test_prints_answer_probabilities_and_keyframe_times_and_writes_the_sheet(vid
 def test_json_output_and_a_loaded_checkpoint(video, tmp_path, capsys):
     import torch
 
+    from lavis_sevila.models.checkpoint import file_state
+
     donor = build_tiny(seed=7)
-    state = {k: v for k, v in donor.state_dict().items() if k.startswith("Qformer_loc.")}
+    state = {k: v for k, v in file_state(donor).items() if k.startswith("Qformer_loc.")}
     torch.save({"model": state}, tmp_path / "loc.pth")
     cli.main([str(video), "--question", QUESTION, "--choices", *CHOICES, "--frames", "8", "--json",
               "--checkpoint", str(tmp_path / "loc.pth"), "--out", str(tmp_path)])

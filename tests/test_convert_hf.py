@@ -42,7 +42,7 @@ def _random_hf(config, seed: int = 1):
 
 
 def _blip2_state(model) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items() if ckpt.group_of(k) in BLIP2_GROUPS}
+    return {k: v for k, v in ckpt.file_state(model).items() if ckpt.group_of(k) in BLIP2_GROUPS}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_ours_to_hf_to_ours_is_exact(tiny_model, hf_config):
 
 
 def test_localizer_role_becomes_the_blip2_qformer(tiny_model, hf_config):
-    state = tiny_model.state_dict()  # both roles
+    state = ckpt.file_state(tiny_model)  # both roles
     with pytest.raises(C.ConversionError, match="both roles"):
         C.to_hf(state, hf_config)
     hf_state, report = C.to_hf(state, hf_config, role="localizer")
@@ -124,14 +124,14 @@ def _parity(model, hf_model) -> dict[str, float]:
     hf_logits = hf_model(pixel_values=pixels, input_ids=ids, attention_mask=torch.ones_like(ids),
                          decoder_input_ids=decoder_ids).logits
     out = {"vit_before_ln": (hf_vision.hidden_states[-1] - ours_pre).abs().max().item()}
-    for role, suffix in (("answerer", ""), ("localizer", "_loc")):
-        ln = getattr(model, "ln_vision" + suffix)
+    for role in ("answerer", "localizer"):
+        ln = model.roles[role].ln
         features = ln(ours_pre)
         out[f"{role}_ln_vision"] = (hf_vision.last_hidden_state - features).abs().max().item()
         same_eps = torch.nn.functional.layer_norm(ours_pre, ln.normalized_shape, ln.weight, ln.bias,
                                                   eps=hf_model.config.vision_config.layer_norm_eps)
         out[f"{role}_ln_vision_hf_eps"] = (hf_vision.last_hidden_state - same_eps).abs().max().item()
-        q = query_features(getattr(model, "Qformer" + suffix), getattr(model, "query_tokens" + suffix), features)
+        q = query_features(model.roles[role].qformer, model.roles[role].query_tokens, features)
         out[f"{role}_qformer"] = (hf_q - q).abs().max().item()
         visual = model.role_tokens(role, ours_pre)
         embeds = torch.cat([visual, model.llm.embed(ids)], dim=1)
@@ -175,7 +175,7 @@ def test_parity_check_detects_swapped_qv_biases(loaded_from_hf_dir, hf_model):
 def test_hf_directory_loads_into_both_roles(loaded_from_hf_dir, hf_model, hf_config):
     model = loaded_from_hf_dir
     expected, _ = C.from_hf(hf_model.state_dict(), hf_config)
-    own = model.state_dict()
+    own = ckpt.file_state(model)
     for key, value in expected.items():
         assert torch.equal(own[key], value), key
         group, dot, rest = key.partition(".")
@@ -265,7 +265,7 @@ def test_commands_both_ways(hf_dir, hf_model, tmp_path, capsys):
 
 
 def test_to_hf_with_base_fills_what_a_training_checkpoint_lacks(tiny_model, hf_dir, hf_model, tmp_path):
-    role_only = {k: v for k, v in tiny_model.state_dict().items() if ckpt.group_of(k).endswith("_loc")}
+    role_only = {k: v for k, v in ckpt.file_state(tiny_model).items() if ckpt.group_of(k).endswith("_loc")}
     config, base = C.read_hf(hf_dir)
     with pytest.raises(C.ConversionError, match="missing.*vision_model"):
         C.to_hf(role_only, config)
@@ -292,8 +292,8 @@ def test_opt_blip2_loads_into_an_opt_model_and_only_its_shared_parts_into_t5(tmp
     torch.manual_seed(1)
     loaded = SeViLA.from_model_type("tiny_opt", pretrained=f"hf:{directory}", allow_random_init=False).eval()
     for key, value in ours.items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-    assert torch.equal(loaded.opt_proj_loc.weight, ours["opt_proj.weight"])  # localizer = copy of the answerer
+        assert torch.equal(ckpt.file_state(loaded)[key], value), key
+    assert torch.equal(loaded.roles["localizer"].proj.weight, ours["opt_proj.weight"])  # localizer = copy of the answerer
     with pytest.raises(ckpt.CheckpointError, match="opt_"):  # an OPT's LLM cannot go into a T5 SeViLA
         build_tiny(pretrained=f"hf:{directory}")
     shared, report = C.from_hf(hf.state_dict(), config, parts="shared")
@@ -303,8 +303,8 @@ def test_opt_blip2_loads_into_an_opt_model_and_only_its_shared_parts_into_t5(tmp
     assert read and not any(k.startswith(("language_model.", "language_projection.")) for k in read)
     model = build_tiny(pretrained=f"hf-shared:{directory}")
     for key, value in shared.items():
-        assert torch.equal(model.state_dict()[key], value), key
-    assert torch.equal(model.Qformer_loc.bert.embeddings.LayerNorm.weight, shared["Qformer.bert.embeddings.LayerNorm.weight"])
+        assert torch.equal(ckpt.file_state(model)[key], value), key
+    assert torch.equal(model.roles["localizer"].qformer.bert.embeddings.LayerNorm.weight, shared["Qformer.bert.embeddings.LayerNorm.weight"])
     assert "t5_model" not in model.weight_sources and "t5_proj" not in model.weight_sources
 
 

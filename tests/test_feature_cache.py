@@ -247,6 +247,6 @@ def test_pseudo_label_cache_computes_once_per_clip_question_and_answerer():
     assert calls == [8, 8] and torch.equal(plain, inner(model.encode_frames(batch["video"]), batch["qa_input"],
                                                           batch["qa_output"], batch["num_options"]))
     with torch.no_grad():  # another answerer (e.g. the next round of iterative refinement): recomputed
-        model.t5_proj.weight.mul_(1.5)
+        model.roles["answerer"].proj.weight.mul_(1.5)
     model(batch)
     assert calls == [8, 8, 8]

@@ -16,7 +16,7 @@ def _noisy(model, seed: int, groups: set[str]) -> dict[str, torch.Tensor]:
     """The model's state with every float tensor of ``groups`` perturbed (distinct per source)."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
-    for key, value in model.state_dict().items():
+    for key, value in ckpt.file_state(model).items():
         if ckpt.group_of(key) in groups and value.is_floating_point():
             value = value + torch.randn(value.shape, generator=generator)
         state[key] = value.clone()
@@ -44,7 +44,7 @@ def test_roles_come_from_their_own_files(model, files, tmp_path):
     out = tmp_path / "merged.pth"
     report = M.merge_files(loc_path, ans_path, out)
     merged = ckpt.read_checkpoint(out)["model"]  # manifest matches the tensors
-    assert set(merged) == set(model.state_dict())
+    assert set(merged) == set(ckpt.file_state(model))
     for key, value in merged.items():
         group = ckpt.group_of(key)
         source = loc if group in LOC_GROUPS else ans
@@ -54,8 +54,8 @@ def test_roles_come_from_their_own_files(model, files, tmp_path):
     assert report.ignored == {"localizer": sorted(ANS_GROUPS), "answerer": sorted(LOC_GROUPS)}
     target = build_tiny(seed=5)
     ckpt.load_into(target, merged, source=str(out))  # loads into a model, checked
-    assert torch.equal(target.query_tokens_loc, loc["query_tokens_loc"])
-    assert torch.equal(target.query_tokens, ans["query_tokens"])
+    assert torch.equal(target.roles["localizer"].query_tokens, loc["query_tokens_loc"])
+    assert torch.equal(target.roles["answerer"].query_tokens, ans["query_tokens"])
 
 
 def test_different_backbones_are_refused_unless_chosen(model, files):

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from conftest import build_tiny
 from lavis_sevila.models import SeViLA
+from lavis_sevila.models.checkpoint import file_state
 from lavis_sevila.models.pretrained import resolve_file
 from lavis_sevila.models.tokenizer import build_tiny_tokenizer
 from lavis_sevila.models.vision import build_vision_encoder
@@ -35,7 +36,7 @@ def test_real_path_with_local_sources(tmp_path):
     torch.save(vit_state, tmp_path / "eva_vit.pth")
     donor.t5_model.save_pretrained(tmp_path / "flan-t5", safe_serialization=False)
     donor.llm.tokenizer.save_pretrained(tmp_path / "flan-t5")
-    blip2 = {k: v for k, v in donor.state_dict().items() if k.split(".")[0] in ("ln_vision", "Qformer", "query_tokens", "t5_proj")}
+    blip2 = {k: v for k, v in file_state(donor).items() if k.split(".")[0] in ("ln_vision", "Qformer", "query_tokens", "t5_proj")}
     torch.save({"model": blip2}, tmp_path / "blip2.pth")
 
     real.vision.weights = (tmp_path / "eva_vit.pth").as_uri()  # a URL: exercises the download path
@@ -47,10 +48,10 @@ def test_real_path_with_local_sources(tmp_path):
 
     assert torch.equal(model.visual_encoder.blocks[0].attn.qkv.weight, vit_state["blocks.0.attn.qkv.weight"])
     assert torch.equal(model.t5_model.lm_head.weight, donor.t5_model.lm_head.weight)
-    assert torch.equal(model.Qformer_loc.bert.encoder.layer[0].crossattention.self.query.weight,
-                       donor.Qformer.bert.encoder.layer[0].crossattention.self.query.weight)
+    assert torch.equal(model.roles["localizer"].qformer.bert.encoder.layer[0].crossattention.self.query.weight,
+                       donor.roles["answerer"].qformer.bert.encoder.layer[0].crossattention.self.query.weight)
     assert model.t5_model.config.dense_act_fn == "gelu"
-    assert set(model.weight_sources) == {k.split(".")[0] for k in model.state_dict()}
+    assert set(model.weight_sources) == {k.split(".")[0] for k in file_state(model)}
 
 
 def test_resolve_file_downloads_urls_once_and_checks_paths(tmp_path, monkeypatch):
@@ -102,7 +103,8 @@ def test_every_size_comes_from_the_yaml():
         "vision.depth": 1, "vision.embed_dim": 24, "vision.num_heads": 2, "qformer.num_query_token": 3,
         "qformer.num_hidden_layers": 1, "llm.config.d_model": 16, "llm.config.num_layers": 1,
     })
-    assert len(model.visual_encoder.blocks) == 1 and model.ln_vision.normalized_shape == (24,)
-    assert model.query_tokens.shape == (1, 3, 48) and len(model.Qformer.bert.encoder.layer) == 1
-    assert model.t5_proj.out_features == 16 and len(model.t5_model.encoder.block) == 1
+    answerer = model.roles["answerer"]
+    assert len(model.visual_encoder.blocks) == 1 and answerer.ln.normalized_shape == (24,)
+    assert answerer.query_tokens.shape == (1, 3, 48) and len(answerer.qformer.bert.encoder.layer) == 1
+    assert answerer.proj.out_features == 16 and len(model.t5_model.encoder.block) == 1
     assert model.visual_encoder.blocks[0].attn.qkv.weight.dtype == torch.float32

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import build_tiny
-from lavis_sevila.models.checkpoint import group_of
+from lavis_sevila.models.checkpoint import file_state, group_of
 from lavis_sevila.models.stages import Stage
 
 ANSWERER = {"ln_vision", "Qformer", "query_tokens", "t5_proj"}
@@ -38,8 +38,13 @@ def batch(frames=6, seed=0):
     }
 
 
+def file_group(model, name):
+    """The checkpoint group (authors' layout) of a parameter named as the model names it."""
+    return group_of(model.checkpoint_layout.file_key(name))
+
+
 def trained_groups(model):
-    return {group_of(n) for n, p in model.named_parameters() if p.requires_grad}
+    return {file_group(model, n) for n, p in model.named_parameters() if p.requires_grad}
 
 
 @pytest.mark.parametrize("stage", list(Stage))
@@ -50,7 +55,7 @@ def test_each_stage_trains_exactly_its_role(stage):
     assert {group_of(n) for n in names} == EXPECTED[stage]
     # the authors' freeze set requires_grad on the projection module: ours reaches every parameter
     for name, param in model.named_parameters():
-        if group_of(name) in ("t5_proj", "t5_proj_loc") and group_of(name) not in EXPECTED[stage]:
+        if file_group(model, name) in ("t5_proj", "t5_proj_loc") and file_group(model, name) not in EXPECTED[stage]:
             assert not param.requires_grad, name
 
 
@@ -78,7 +83,7 @@ def test_frozen_weights_are_bit_identical_after_an_optimizer_step(stage):
     optimizer.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed, "nothing trained"
-    assert {group_of(n) for n in changed} <= EXPECTED[stage]
+    assert {file_group(model, n) for n in changed} <= EXPECTED[stage]
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert all(torch.equal(dict(model.named_parameters())[n], before[n]) for n in frozen)
 
@@ -126,8 +131,8 @@ def test_frozen_role_runs_in_eval_mode_and_restores_train_mode():
     model.train()
     with model.frozen_role("localizer"):
         assert not torch.is_grad_enabled()
-        assert not model.Qformer_loc.training and not model.t5_model.training
-    assert model.Qformer_loc.training and model.t5_model.training
+        assert not model.roles["localizer"].qformer.training and not model.t5_model.training
+    assert model.roles["localizer"].qformer.training and model.t5_model.training
     # deterministic keyframes although the model is in train mode (dropout on elsewhere)
     feats = model.encode_frames(batch()["video"])
     picks = []
@@ -142,7 +147,7 @@ def test_orig_train_mode_flag_keeps_dropout_in_the_frozen_role():
     model.set_stage("refine_localizer")
     model.train()
     with model.frozen_role("answerer"):
-        assert model.Qformer.training and model.t5_model.training
+        assert model.roles["answerer"].qformer.training and model.t5_model.training
 
 
 def test_pretrain_localizer_needs_frame_labels():
@@ -180,8 +185,9 @@ def test_stage0_checkpoint_is_a_blip2_layout_start_for_both_roles(tmp_path):
     saved = torch.load(path, weights_only=True)["model"]
     assert {group_of(k) for k in saved} == ANSWERER | {"visual_encoder", "t5_model"}
     later = build_tiny(pretrained=str(path), allow_random_init=False)
+    loaded = file_state(later)
     for key, value in saved.items():
-        assert torch.equal(later.state_dict()[key], value), key
+        assert torch.equal(loaded[key], value), key
         twin = key.replace(group_of(key), group_of(key) + "_loc", 1)
         if group_of(key) in ANSWERER:
-            assert torch.equal(later.state_dict()[twin], value), twin
+            assert torch.equal(loaded[twin], value), twin

@@ -2,7 +2,10 @@
 
 * Files are read with ``torch.load(weights_only=True)``: tensors and plain containers
   only, never arbitrary pickled objects.
-* Keys are grouped by their top-level component (``Qformer_loc``, ``t5_proj``, ...).
+* Files use the authors' flat layout; a model with a ``checkpoint_layout`` (SeViLA:
+  ``convert.CheckpointLayout``) is translated to and from it here, when loading and
+  saving, and nowhere else.  Keys are grouped by their top-level component in that
+  layout (``Qformer_loc``, ``t5_proj``, ...).
   A checkpoint may supply whole groups; a group it supplies must be complete, every
   tensor must have the model's shape, and a key the model does not have is an error
   unless a pattern in ``allow_unexpected`` names it.  The authors' loader logs missing
@@ -35,7 +38,21 @@ class CheckpointError(ValueError):
 
 
 def group_of(key: str) -> str:
+    """A checkpoint key's top-level group (``Qformer_loc``, ``t5_proj``, ``visual_encoder``, ...)."""
     return key.split(".", 1)[0]
+
+
+def file_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state under checkpoint names (the authors' layout for SeViLA)."""
+    layout = getattr(model, "checkpoint_layout", None)
+    state = model.state_dict()
+    return layout.to_file(state) if layout is not None else state
+
+
+def file_name_of(model: nn.Module):
+    """Model key -> checkpoint key (the identity for a model without a layout)."""
+    layout = getattr(model, "checkpoint_layout", None)
+    return layout.file_key if layout is not None else (lambda key: key)
 
 
 def _load_weights_only(path: str | os.PathLike) -> Any:
@@ -93,8 +110,18 @@ def load_into(
     source: str,
     allow_unexpected: Iterable[str] = (),
 ) -> LoadReport:
-    """Copy ``state`` into ``model`` after checking keys, groups, shapes and dtypes."""
-    own = model.state_dict()
+    """Copy ``state`` into ``model`` after checking keys, groups, shapes and dtypes.
+
+    ``state`` is in the checkpoint layout; a key in the model's own naming (a saved
+    ``model.state_dict()``) is read as its checkpoint name.  Every check and message uses
+    checkpoint names.
+    """
+    own = file_state(model)
+    name_of = file_name_of(model)
+    normalised = {name_of(key): value for key, value in state.items()}
+    if len(normalised) != len(state):
+        raise CheckpointError(f"{source}: holds some tensors twice, under the model's and the checkpoint's names")
+    state = normalised
     patterns = list(allow_unexpected)
     report = LoadReport(source=source)
     unexpected: list[str] = []
@@ -142,7 +169,8 @@ def load_into(
             raise CheckpointError(f"{source}: {key} has dtype {value.dtype}, the model expects {target}")
         report.cast.append(key)
 
-    result = model.load_state_dict(accepted, strict=False)
+    layout = getattr(model, "checkpoint_layout", None)
+    result = model.load_state_dict(layout.from_file(accepted) if layout is not None else accepted, strict=False)
     assert not result.unexpected_keys, result.unexpected_keys  # filtered above
     report.loaded = {g: len(keys) for g, keys in sorted(given_groups.items())}
     report.absent = sorted(set(own_groups) - set(given_groups))
@@ -164,9 +192,9 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     Whole groups, so the file loads under the group-completeness rule above, here and in
     the authors' code.
     """
-    name_of = getattr(model, "checkpoint_key", None) or (lambda key: key)  # LoRA: file names of adapter keys
+    name_of = file_name_of(model)
     groups = {group_of(name_of(name)) for name, p in model.named_parameters() if p.requires_grad}
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if group_of(k) in groups}
+    return {k: v.detach().cpu().clone() for k, v in file_state(model).items() if group_of(k) in groups}
 
 
 def manifest_for(state: Mapping[str, torch.Tensor], **info: Any) -> dict[str, Any]:

@@ -44,13 +44,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from lavis_sevila.models.checkpoint import CheckpointError, atomic_save, group_of, load_state_file, manifest_for
+from lavis_sevila.models.stages import ANSWERER, LOCALIZER, ROLES
 
 logger = logging.getLogger(__name__)
 
 HF_PREFIX = "hf:"
 HF_SHARED_PREFIX = "hf-shared:"
 PARTS = ("all", "shared")
-ROLES = {"answerer": "", "localizer": "_loc"}
 _QFORMER_POSITION_IDS = "Qformer.bert.embeddings.position_ids"
 _LLM_PREFIXES = ("language_model.", "language_projection.")  # HF keys outside the "shared" parts
 
@@ -309,19 +309,18 @@ def select_role(state: Mapping[str, torch.Tensor], role: str | None, proj: str) 
     """
     from lavis_sevila.models.convert import role_groups
 
-    present = {suffix: any(group_of(k) in role_groups(suffix, proj) for k in state) for suffix in ROLES.values()}
+    present = {name: any(group_of(k) in role_groups(name, proj) for k in state) for name in ROLES}
     if role is None:
-        roles = [name for name, suffix in ROLES.items() if present[suffix]]
+        roles = [name for name in ROLES if present[name]]
         if len(roles) > 1:
             raise ConversionError("the input holds both roles; choose --role answerer or --role localizer")
-        role = roles[0] if roles else "answerer"
+        role = roles[0] if roles else ANSWERER
     if role not in ROLES:
         raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
-    suffix = ROLES[role]
-    if not present[suffix]:
-        raise ConversionError(f"the input holds no {role} groups ({', '.join(role_groups(suffix, proj))})")
-    other = ROLES["answerer" if role == "localizer" else "localizer"]
-    mine = dict(zip(role_groups(suffix, proj), role_groups("", proj)))
+    if not present[role]:
+        raise ConversionError(f"the input holds no {role} groups ({', '.join(role_groups(role, proj))})")
+    other = ANSWERER if role == LOCALIZER else LOCALIZER
+    mine = dict(zip(role_groups(role, proj), role_groups(ANSWERER, proj)))
     out, left = {}, []
     for key, value in state.items():
         group, dot, rest = key.partition(".")

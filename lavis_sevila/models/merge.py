@@ -19,9 +19,7 @@ import torch
 
 from lavis_sevila.models.checkpoint import CheckpointError, group_of, load_state_file
 from lavis_sevila.models.convert import role_groups
-
-LOCALIZER, ANSWERER = "localizer", "answerer"
-SUFFIX = {ANSWERER: "", LOCALIZER: "_loc"}
+from lavis_sevila.models.stages import ANSWERER, LOCALIZER, ROLES
 
 
 class MergeError(CheckpointError):
@@ -75,7 +73,7 @@ def merge_states(
     names = dict(names or {LOCALIZER: "localizer file", ANSWERER: "answerer file"})
     files = {LOCALIZER: dict(localizer), ANSWERER: dict(answerer)}
     proj = _proj_name(list(files.values()))
-    roles = {role: role_groups(suffix, proj) for role, suffix in SUFFIX.items()}
+    roles = {role: role_groups(role, proj) for role in ROLES}
     backbone = _backbone_groups(proj)
     known = set(backbone) | {g for groups in roles.values() for g in groups}
     for role, state in files.items():

@@ -57,3 +57,26 @@ def query_features(qformer: nn.Module, query_tokens: torch.Tensor, image_embeds:
         return_dict=True,
     )
     return out.last_hidden_state
+
+
+class RoleModule(nn.Module):
+    """One role (localizer or answerer): frame features -> its LLM input tokens.
+
+    ``ln`` (the LayerNorm over ViT features), ``qformer``, ``query_tokens`` and ``proj`` (into
+    the LLM's width).  Its LoRA adapter, if any, lives inside the LLM, where peft injects it,
+    under the role's name.  Checkpoint names (``Qformer_loc``, ``t5_proj``, ...): convert.py.
+    """
+
+    def __init__(self, config, vision_width: int, llm_width: int) -> None:
+        from lavis.models.blip2_models.blip2 import LayerNorm
+
+        super().__init__()
+        qformer, query_tokens = build_qformer(config, vision_width)  # first: the random draws stay in order
+        self.ln = LayerNorm(vision_width)
+        self.qformer = qformer
+        self.query_tokens = query_tokens
+        self.proj = nn.Linear(config.hidden_size, llm_width)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """LLM input tokens [N, Q, D_llm] for frame features [N, P, D]."""
+        return self.proj(query_features(self.qformer, self.query_tokens, self.ln(feats)))

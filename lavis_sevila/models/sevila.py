@@ -1,10 +1,12 @@
 """SeViLA: one BLIP-2 backbone in two roles, Localizer and Answerer (spec sections 1-6).
 
-The state-dict layout is the authors' (``visual_encoder``, ``ln_vision[_loc]``,
-``Qformer[_loc]``, ``query_tokens[_loc]``, ``t5_proj[_loc]``, ``t5_model``), so their
-checkpoints load and ours load in their code.  Each role owns a LayerNorm, a Q-Former,
-query tokens and a projection into the LLM; the ViT and the LLM are shared, and the ViT
-output of a frame is computed once and used by both roles.
+Each role is one module, ``roles[role]`` (``RoleModule``: a LayerNorm, a Q-Former, query
+tokens and a projection into the LLM, plus its LoRA adapter inside the LLM when configured);
+the ViT and the LLM are shared, and the ViT output of a frame is computed once and used by
+both roles.  Checkpoints keep the authors' flat layout (``visual_encoder``,
+``ln_vision[_loc]``, ``Qformer[_loc]``, ``query_tokens[_loc]``, ``t5_proj[_loc]``,
+``t5_model``), so their checkpoints load and ours load in their code; ``checkpoint_layout``
+(convert.py) translates between the two when loading and saving.
 
 Reading order: role tokens -> localizer (frame scores) -> answerer (option scores) ->
 chains (forward: keyframes -> answer; reverse: per-frame answers -> pseudo-labels) ->
@@ -22,29 +24,27 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel
-from lavis.models.blip2_models.blip2 import LayerNorm
 from omegaconf import OmegaConf
 from torch import nn
 
 from lavis_sevila.data import prompts
 from lavis_sevila.models import checkpoint as ckpt
 from lavis_sevila.models.config import SeViLAConfig
-from lavis_sevila.models.convert import copy_role, role_groups
+from lavis_sevila.models.convert import ADAPTER_GROUP, CheckpointLayout, copy_role, role_groups
 from lavis_sevila.models.feature_cache import FeatureCache, ModuleFingerprint, PseudoLabelCache, encode_unique
 from lavis_sevila.models.keyframes import build_selector
 from lavis_sevila.models.layout import PromptLayout
-from lavis_sevila.models.lora import LoRA, ROLE_GROUP
+from lavis_sevila.models.lora import LoRA
 from lavis_sevila.models.llm import LLMInputs, build_language_model, family_class
 from lavis_sevila.models.pretrained import resolve_file
-from lavis_sevila.models.qformer import build_qformer, query_features
-from lavis_sevila.models.stages import ANSWERER, LOCALIZER, Stage
+from lavis_sevila.models.qformer import RoleModule
+from lavis_sevila.models.stages import ANSWERER, LOCALIZER, ROLES, Stage
 from lavis_sevila.models.tokenizer import derive_token_ids
 from lavis_sevila.models.vision import build_vision_encoder, freeze_module, vision_width
 
 logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
-ROLE_SUFFIX = {ANSWERER: "", LOCALIZER: "_loc"}
 EVAL_MODES = ("chain", "chain_single", "uniform", "per_frame", "localize")
 
 
@@ -55,17 +55,6 @@ def option_counts(counts: Any, letters: int) -> torch.Tensor:
     if int(counts.max()) > letters:
         raise ValueError(f"a question has {int(counts.max())} options but only {letters} option letters are read")
     return counts
-
-
-@dataclass
-class RoleParts:
-    ln: nn.Module
-    qformer: nn.Module
-    query_tokens: nn.Parameter
-    proj: nn.Module
-
-    def modules(self) -> tuple[nn.Module, ...]:
-        return self.ln, self.qformer, self.proj
 
 
 @dataclass
@@ -106,18 +95,14 @@ class SeViLA(BaseModel):
         self.visual_encoder = build_vision_encoder(config.vision)
         width = vision_width(self.visual_encoder)
         self.llm = build_language_model(config.llm, tokenizer)
-        self.add_module(self.llm.state_key, self.llm.module)
-        self.proj_name = self.llm.proj_key  # t5_proj, opt_proj, llama_proj
-        for suffix in ROLE_SUFFIX.values():
-            qformer, query_tokens = build_qformer(config.qformer, width)
-            self.add_module("ln_vision" + suffix, LayerNorm(width))
-            self.add_module("Qformer" + suffix, qformer)
-            self.register_parameter("query_tokens" + suffix, query_tokens)
-            self.add_module(self.proj_name + suffix, nn.Linear(config.qformer.hidden_size, self.llm.width))
+        self.add_module(self.llm.state_key, self.llm.module)  # the authors' name: t5_model, opt_model, ...
+        self.roles = nn.ModuleDict({role: RoleModule(config.qformer, width, self.llm.width) for role in ROLES})
         self.layout = PromptLayout(self.llm, config.max_txt_len)
         self.lora = None
         if config.lora is not None and config.lora.roles:
-            self.lora = LoRA(self.llm.module, self.llm.state_key, config.lora, self.llm.lora_targets)
+            self.lora = LoRA(self.llm.module, config.lora, self.llm.lora_targets)
+        self.checkpoint_layout = CheckpointLayout(
+            self.llm.state_key, self.llm.proj_key, self.lora.layer_names if self.lora is not None else ())
         self.select_keyframes = build_selector(config.keyframe_selection, config.keyframe_selection_args)
         self.stage = Stage.INFER
         self.weight_sources: dict[str, str] = {}
@@ -162,7 +147,7 @@ class SeViLA(BaseModel):
             self.weight_sources[self.llm.state_key] = config.llm.name_or_path
         if self.lora is not None:  # adapters start as peft initialises them (B = 0: the base LLM exactly)
             for role in self.lora.roles:
-                self.weight_sources[ROLE_GROUP[role]] = "LoRA init (B = 0)"
+                self.weight_sources[ADAPTER_GROUP[role]] = "LoRA init (B = 0)"
         for source in config.pretrained:
             self.load_checkpoint(source)
         if config.localizer_init == "answerer":
@@ -171,7 +156,7 @@ class SeViLA(BaseModel):
             self.load_checkpoint(source)
         if config.answerer_init == "localizer":
             self.init_role_from(LOCALIZER, ANSWERER)
-        unloaded = sorted({ckpt.group_of(k) for k in self.state_dict()} - set(self.weight_sources))
+        unloaded = sorted({ckpt.group_of(k) for k in ckpt.file_state(self)} - set(self.weight_sources))
         if unloaded and not config.allow_random_init:
             raise ckpt.CheckpointError(
                 f"no weights for {', '.join(unloaded)}; give model.pretrained / model.finetuned, "
@@ -181,10 +166,13 @@ class SeViLA(BaseModel):
             logger.info("random initialisation kept for: %s", ", ".join(unloaded))
 
     def init_role_from(self, source: str, target: str) -> None:
-        """Start one role as a copy of the other (the paper: localizer = BLIP-2's answerer)."""
-        copied = role_groups(ROLE_SUFFIX[source], self.proj_name)
-        copy_role(self, self.proj_name, ROLE_SUFFIX[source], ROLE_SUFFIX[target])
-        for group, twin in zip(copied, role_groups(ROLE_SUFFIX[target], self.proj_name)):
+        """Start one role as a copy of the other (the paper: localizer = BLIP-2's answerer).
+
+        The role module's tensors, not its LoRA adapter; ``weight_sources`` follows the copy.
+        """
+        copy_role(self.roles[source], self.roles[target])
+        proj = self.llm.proj_key
+        for group, twin in zip(role_groups(source, proj), role_groups(target, proj)):
             if group in self.weight_sources:
                 self.weight_sources[twin] = f"copy of {group}"
             else:
@@ -202,19 +190,15 @@ class SeViLA(BaseModel):
     def load_from_pretrained(self, url_or_filename: str) -> ckpt.LoadReport:  # LAVIS's name for it
         return self.load_checkpoint(url_or_filename)
 
-    # -- the checkpoint boundary (LoRA keys in the authors' layout: models/lora.py) ------------
-    def checkpoint_key(self, key: str) -> str:
-        """The name ``key`` (a parameter or buffer name) has in checkpoints."""
-        return self.lora.file_key(key) if self.lora is not None else key
+    # -- the checkpoint boundary (the authors' layout: self.checkpoint_layout, convert.py) --------
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The parameters that train, under their checkpoint names, in the authors' order.
 
-    def state_dict(self, *args, **kwargs):
-        state = super().state_dict(*args, **kwargs)
-        return self.lora.to_file(state) if self.lora is not None and not args and not kwargs.get("prefix") else state
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        if self.lora is not None:
-            state_dict = self.lora.from_file(state_dict, super().state_dict().keys())
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        The optimizer takes them in this order, so a checkpoint's optimizer state does not
+        depend on our module tree (and files written before the roles became modules resume).
+        """
+        named = self.checkpoint_layout.to_file(dict(self.named_parameters()))
+        return [(name, param) for name, param in named.items() if param.requires_grad]
 
     def checkpoint_notes(self) -> dict[str, Any]:
         """What a training checkpoint's manifest says beyond its keys (LoRA: adapters only)."""
@@ -231,42 +215,34 @@ class SeViLA(BaseModel):
 
     # -- stages ------------------------------------------------------------------------
     def set_stage(self, stage: Stage | str) -> list[str]:
-        """Make exactly the stage's parameters trainable; return their names.
+        """Make exactly the stage's parameters trainable; return their checkpoint names.
 
-        ViT and LLM train only when ``freeze_vit`` / ``freeze_llm`` are false (tiny
-        backbones without pre-trained knowledge); everything else is frozen for real.
+        The trained role's module and its LoRA adapter; the ViT and the base LLM only when
+        ``freeze_vit`` / ``freeze_llm`` are false (tiny backbones without pre-trained
+        knowledge).  Everything else is frozen for real.
         """
         stage = Stage.parse(stage)
         self.stage = stage
-        for param in self.parameters():
-            param.requires_grad = False
-        trained = []
-        if stage.trained_role is not None:
-            trained.extend(role_groups(ROLE_SUFFIX[stage.trained_role], self.proj_name))
-            if self.lora is not None and stage.trained_role in self.lora.roles:
-                trained.append(ROLE_GROUP[stage.trained_role])
+        self.requires_grad_(False)
+        role = stage.trained_role
+        if role is not None:
+            self.roles[role].requires_grad_(True)
+            if self.lora is not None:
+                for param in self.lora.parameters_of(role):
+                    param.requires_grad_(True)
             if not self.config.freeze_llm:
-                trained.append(self.llm.state_key)
+                adapters = {id(p) for r in ROLES for p in (self.lora.parameters_of(r) if self.lora else ())}
+                for param in self.llm.module.parameters():
+                    if id(param) not in adapters:
+                        param.requires_grad_(True)
         if self.config.freeze_vit or stage is Stage.INFER:
             freeze_module(self.visual_encoder)
         else:
             self.visual_encoder.__dict__.pop("train", None)  # undo an earlier freeze_module
-            trained.append("visual_encoder")
-        for name, param in self.named_parameters():
-            if ckpt.group_of(self.checkpoint_key(name)) in trained:
-                param.requires_grad = True
-        return [name for name, param in self.named_parameters() if param.requires_grad]
+            self.visual_encoder.requires_grad_(True)
+        return [name for name, _ in self.trainable_parameters()]
 
     # -- shared pieces -----------------------------------------------------------------
-    def role(self, role: str) -> RoleParts:
-        suffix = ROLE_SUFFIX[role]
-        return RoleParts(
-            ln=getattr(self, "ln_vision" + suffix),
-            qformer=getattr(self, "Qformer" + suffix),
-            query_tokens=getattr(self, "query_tokens" + suffix),
-            proj=getattr(self, self.proj_name + suffix),
-        )
-
     def encode_frames(self, video: torch.Tensor, clip_keys: Sequence[str] | None = None) -> torch.Tensor:
         """ViT features [B, T, P, D] of a batch of videos [B, T, 3, H, W], computed once.
 
@@ -301,8 +277,7 @@ class SeViLA(BaseModel):
 
     def role_tokens(self, role: str, feats: torch.Tensor) -> torch.Tensor:
         """LLM input tokens [N, Q, D_llm] of one role for frame features [N, P, D]."""
-        parts = self.role(role)
-        return parts.proj(query_features(parts.qformer, parts.query_tokens, parts.ln(feats)))
+        return self.roles[role](feats)
 
     def letter_ids(self, num_options: int | None = None) -> list[int]:
         return list(self.token_ids.letters[: num_options or self.config.answer_num])
@@ -462,10 +437,9 @@ class SeViLA(BaseModel):
         keys_in = samples.get("clip_key")
         if self.pseudo_label_cache is None or keys_in is None or self.config.frozen_role_train_mode:
             return self.pseudo_labels(feats, qa, target, counts)
-        parts = self.role(ANSWERER)
         if not hasattr(self, "_answerer_fingerprint"):
             self._answerer_fingerprint = ModuleFingerprint(
-                [*parts.modules(), parts.query_tokens, self.llm.module], self.config.to_dict()["llm"])
+                [self.roles[ANSWERER], self.llm.module], self.config.to_dict()["llm"])
         answerer = self._answerer_fingerprint() + self._vit_fingerprint()
         n = None if counts is None else torch.as_tensor(counts).tolist()
         keys = [
@@ -478,7 +452,7 @@ class SeViLA(BaseModel):
     @contextlib.contextmanager
     def frozen_role(self, role: str) -> Iterator[None]:
         """Run a role that only feeds the trained one: no grad, eval mode (orig: train mode)."""
-        modules = [*self.role(role).modules(), self.llm.module]
+        modules = [self.roles[role], self.llm.module]
         modes = [m.training for m in modules]
         with torch.no_grad():
             if not self.config.frozen_role_train_mode:

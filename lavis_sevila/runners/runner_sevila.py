@@ -108,10 +108,19 @@ class SeViLARunner:
         return self.model.stage.value
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """The trained parameters in optimizer order: SeViLA's under their checkpoint names,
+        in the authors' order (``SeViLA.trainable_parameters``), which ZeRO partitions and
+        saved optimizer states rely on."""
+        listed = getattr(self.model, "trainable_parameters", None)
+        if listed is not None:
+            return listed()
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """LAVIS's grouping: no weight decay on biases, norms and 1-d parameters."""
+        """LAVIS's grouping: no weight decay on biases, norms and 1-d parameters.
+
+        The name rule reads the checkpoint (authors') names, the names LAVIS's rule was
+        written for (``ln_vision``, ...), whatever our module tree calls them."""
         decay, no_decay = [], []
         for name, param in self.trainable():
             (no_decay if param.ndim < 2 or "bias" in name or "ln" in name or "bn" in name else decay).append(param)
@@ -281,8 +290,7 @@ class SeViLARunner:
                 + "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changed)
                 + ". Resume with the saved values, or start a new run (another run.output_dir)"
             )
-        name_of = getattr(self.model, "checkpoint_key", None) or (lambda key: key)  # LoRA adapters' file names
-        trained = {ckpt.group_of(name_of(n)) for n, _ in self.trainable()}
+        trained = {ckpt.group_of(ckpt.file_name_of(self.model)(n)) for n, _ in self.trainable()}
         if set(info["groups"]) != trained:
             raise ckpt.CheckpointError(f"{path} holds {info['groups']}, this stage trains {sorted(trained)}")
         ckpt.load_into(self.model, payload["model"], source=str(path))

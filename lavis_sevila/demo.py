@@ -11,6 +11,9 @@
 3. prints the table and checks the claims (met / NOT met) for every seed, and with several
    seeds the mean and min-max of every row; saves a plot of per-frame localizer scores.
 
+``--family t5|opt|llama`` runs every step (stage 0 included) with that LLM family's tiny
+model (``FAMILY_MODEL_TYPES``), the one switch for the whole recipe.
+
 Every number printed is read from the evaluation files the run wrote; ``--write-doc``
 writes docs/demo.md from the same numbers.  A seed fixes the data, the initialisation
 and the data order, so the same seed gives the same table on the same machine.
@@ -51,6 +54,8 @@ MOMENT_METRICS = (("MR-full-mAP", "mAP"), ("MR-full-R1@0.5", "R1@0.5"), ("MR-ful
 PSEUDO_LABEL_GAIN = 15.0  # points over the fine-tuned uniform answerer
 BLIND_MARGIN = 10.0  # points under the pre-trained localizer
 MOMENT_MAP = 50.0
+#: --family -> the tiny offline model type every step then uses (docs/backbones.md)
+FAMILY_MODEL_TYPES = {"t5": "tiny", "opt": "tiny_opt", "llama": "tiny_llama"}
 
 
 @dataclass(frozen=True)
@@ -285,7 +290,14 @@ def main(argv: Sequence[str] | None = None, config=None) -> dict[str, Any]:
                         help="train and evaluate nothing: print (and --write-doc) the table of a finished run in --output")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice); the table is for a fixed count")
+    parser.add_argument("--family", choices=sorted(FAMILY_MODEL_TYPES), default=None,
+                        help="LLM family of every step's tiny model (default: the configs' own, t5)")
     args = parser.parse_args(argv)
+    if args.family is not None:
+        if any(o.startswith("model.model_type=") for o in args.options):
+            parser.error("give --family or --options model.model_type=..., not both")
+        args.options = [*args.options, f"model.model_type={FAMILY_MODEL_TYPES[args.family]}"]
+        print(f"[demo] LLM family {args.family}: model type {FAMILY_MODEL_TYPES[args.family]} in every step", flush=True)
     if args.threads is not None:
         import torch
 
@@ -321,12 +333,12 @@ def main(argv: Sequence[str] | None = None, config=None) -> dict[str, Any]:
     where = f"{machine()}, load average {load_average()} (1/5/15 min) at the end"
     print(f"plot of per-frame localizer scores (seed {args.seeds[0]}): {figure}")
     print(f"wall time: {sum(seconds.values()):.0f} s on {where}")
+    command = "python -m lavis_sevila.demo " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.write_doc:
         print(f"wrote {write_doc(Path(args.write_doc), text, command.strip(), seconds, where)}")
-    command = "python -m lavis_sevila.demo " + " ".join(argv if argv is not None else sys.argv[1:])
     summary = {"results": {str(s): v for s, v in results.items()}, "claims_met": all_met(results),
                "seconds": {str(s): round(t, 1) for s, t in seconds.items()}, "plot": str(figure), "table": text,
-               "machine": where, "command": command.strip()}
+               "machine": where, "command": command.strip(), "family": args.family or "t5"}
     output.mkdir(parents=True, exist_ok=True)
     (output / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

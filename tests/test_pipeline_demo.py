@@ -105,3 +105,26 @@ def test_same_seed_same_table(tmp_path):
 def test_three_seeds_meet_every_claim(tmp_path):
     summary = demo.main(["--output", str(tmp_path), "--seeds", "0", "1", "2"])
     assert summary["claims_met"], summary["table"]
+
+
+@pytest.mark.parametrize("family,proj", [("opt", "opt_proj"), ("llama", "llama_proj")])
+def test_demo_runs_every_step_with_a_decoder_only_family_through_one_switch(tmp_path, capsys, family, proj):
+    """--family: stage 0, SeViLA's stages, every QA row and moment retrieval with that LLM."""
+    import torch
+
+    summary = demo.main(["--output", str(tmp_path), "--family", family, *SMOKE], config=SMALL)
+    printed = capsys.readouterr().out
+    for _, label in demo.QA_ROWS + demo.MOMENT_ROWS:
+        assert label in printed
+    for claim in demo.CLAIMS:
+        assert claim.text in printed
+    assert printed.count("[demo] seed 0: step ") == len(Pipeline.load(str(demo.pipeline_path())).steps)
+    assert summary["family"] == family and summary["results"]["0"]["questions"] == SMALL.test
+    runs = tmp_path / "seed0" / "runs"
+    for step in ("pretrain_backbone", "finetune_answerer", "refine_localizer"):
+        groups = set(torch.load(runs / step / "checkpoint_final.pth", weights_only=True)["manifest"]["groups"])
+        assert groups & {proj, proj + "_loc"} and not any(g.startswith("t5") for g in groups), (step, groups)
+    for step in ("eval_refined_localizer", "moments_pretrained_localizer"):
+        assert f"model_type: {demo.FAMILY_MODEL_TYPES[family]}" in (runs / step / "config.yaml").read_text()
+    with pytest.raises(SystemExit):  # one switch: not both
+        demo.main(["--output", str(tmp_path), "--family", family, "--options", "model.model_type=tiny"])

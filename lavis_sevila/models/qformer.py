@@ -1,4 +1,5 @@
-"""A role's bridge from image features to LLM input tokens: LayerNorm, Q-Former, projection.
+"""A role's bridge from image features to LLM input tokens: LayerNorm, Q-Former, projection
+(``RoleModule``, one per role in ``SeViLA.roles``).
 
 The Q-Former is BLIP-2's (LAVIS's BERT with cross-attention); its text-only parts are
 removed, as the authors do, so they are absent from the state dict.

@@ -64,12 +64,13 @@ class LanguageModel(ABC):
     """A frozen LLM seen through the three operations SeViLA needs.
 
     Not an ``nn.Module``: the wrapped ``module`` is registered on the SeViLA model under
-    its checkpoint name (``t5_model``), so the state-dict layout stays the authors'.
+    the authors' name (``t5_model``), which checkpoints use as well.
     """
 
     #: the state-dict prefix the wrapped module lives under in SeViLA checkpoints
     state_key: str
-    #: the state-dict name of each role's projection into the LLM (``+ "_loc"`` for the localizer)
+    #: the checkpoint name of each role's projection into the LLM (``+ "_loc"`` for the localizer;
+    #: inside the model it is ``roles.<role>.proj``, see convert.CheckpointLayout)
     proj_key: str
     #: "right": pad after the text (T5's encoder); "left": real tokens end every row, so the
     #: next-token logit after the prompt is the last position of every row (decoder-only)

@@ -108,3 +108,16 @@ def test_command(files, tmp_path, capsys):
     torch.save({"model": loc, "evil": object()}, pickled)
     assert M.main(["--localizer", str(pickled), "--answerer", str(ans_path), "--output", str(out)]) == 2
     assert "weights-only" in capsys.readouterr().err
+
+
+def test_the_family_comes_from_the_projection_names():
+    from lavis_sevila.models import SeViLA
+
+    torch.manual_seed(0)
+    opt = ckpt.file_state(SeViLA.from_model_type("tiny_opt"))
+    merged, report = M.merge_states(opt, opt)
+    assert report.taken["opt_model"] == "both (equal)" and report.taken["opt_proj_loc"] == "localizer"
+    assert set(merged) == set(opt)
+    t5 = {k: v for k, v in ckpt.file_state(build_tiny()).items() if k.startswith("t5_proj")}
+    with pytest.raises(M.MergeError, match="one LLM family"):
+        M.merge_states({**opt, **t5}, opt)

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import torch
 
 from lavis_sevila.models.checkpoint import CheckpointError, group_of, load_state_file
-from lavis_sevila.models.convert import role_groups
+from lavis_sevila.models.convert import ROLE_PARTS, role_groups
 from lavis_sevila.models.stages import ANSWERER, LOCALIZER, ROLES
 
 
@@ -42,18 +42,21 @@ class MergeReport:
         return "; ".join(parts)
 
 
-def _proj_name(states: Sequence[Mapping[str, torch.Tensor]]) -> str:
-    """The projection's group name (t5_proj, opt_proj, ...), the same in every file."""
-    bases = {group_of(k).removesuffix("_loc") for state in states for k in state}
-    names = {name for name in bases if name.endswith("_proj")}
-    if len(names) != 1:
-        found = sorted(names) or "none"
-        raise MergeError(f"expected one projection name (t5_proj, opt_proj, ...) across the files, found {found}")
-    return names.pop()
+def _family_keys(states: Sequence[Mapping[str, torch.Tensor]]) -> tuple[str, str]:
+    """(projection group, LLM group) of the one LLM family whose projections the files hold."""
+    from lavis_sevila.models.llm.base import FAMILIES, family_class
 
-
-def _backbone_groups(proj: str) -> tuple[str, ...]:
-    return ("visual_encoder", proj.replace("_proj", "_model"))
+    groups = {group_of(k) for state in states for k in state}
+    proj = ROLE_PARTS.index("proj")
+    found = {}
+    for family in FAMILIES:
+        cls = family_class(family)
+        if any(role_groups(role, cls.proj_key)[proj] in groups for role in ROLES):
+            found[family] = (cls.proj_key, cls.state_key)
+    if len(found) != 1:
+        raise MergeError(f"expected the projections of one LLM family across the files, found {sorted(found) or 'none'} "
+                         f"(families: {', '.join(f'{f}: {family_class(f).proj_key}' for f in FAMILIES)})")
+    return found.popitem()[1]
 
 
 def merge_states(
@@ -72,9 +75,9 @@ def merge_states(
         raise ValueError(f"allow_backbone_from must be {LOCALIZER!r} or {ANSWERER!r}, got {allow_backbone_from!r}")
     names = dict(names or {LOCALIZER: "localizer file", ANSWERER: "answerer file"})
     files = {LOCALIZER: dict(localizer), ANSWERER: dict(answerer)}
-    proj = _proj_name(list(files.values()))
+    proj, llm = _family_keys(list(files.values()))
     roles = {role: role_groups(role, proj) for role in ROLES}
-    backbone = _backbone_groups(proj)
+    backbone = ("visual_encoder", llm)
     known = set(backbone) | {g for groups in roles.values() for g in groups}
     for role, state in files.items():
         unknown = sorted(k for k in state if group_of(k) not in known)

@@ -231,7 +231,7 @@ class SeViLA(BaseModel):
                 for param in self.lora.parameters_of(role):
                     param.requires_grad_(True)
             if not self.config.freeze_llm:
-                adapters = {id(p) for r in ROLES for p in (self.lora.parameters_of(r) if self.lora else ())}
+                adapters = {id(p) for r in self.lora.roles for p in self.lora.parameters_of(r)} if self.lora else set()
                 for param in self.llm.module.parameters():
                     if id(param) not in adapters:
                         param.requires_grad_(True)

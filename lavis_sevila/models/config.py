@@ -108,7 +108,9 @@ class SeViLAConfig:
     freeze_llm: bool = True
     # orig runs the frozen role of a training stage with dropout on; we default to eval mode
     frozen_role_train_mode: bool = False
-    # frames per LLM call when scoring frames (memory bound); None = all frames at once
+    # (frame, question) rows per LLM call when scoring frames (a memory bound); None = auto:
+    # all rows at once on a GPU, on a CPU as many as keep one call's activations about
+    # 3 MiB wide (cache-sized: 32 rows for the medium benchmark shape; docs/speed.md)
     localizer_chunk_size: int | None = None
     # ViT features kept per clip (models/feature_cache.py): an in-memory LRU of this many MiB
     # (0 = off), and optionally a folder of safetensors files (e.g. beside the shards)

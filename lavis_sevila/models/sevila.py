@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
 ROLE_SUFFIX = {ANSWERER: "", LOCALIZER: "_loc"}
+#: CPU localizer chunks: about this many activations [rows, tokens, d_model] per LLM call
+CPU_CHUNK_ELEMENTS = 3 << 18
 EVAL_MODES = ("chain", "chain_single", "uniform", "per_frame", "localize")
 
 
@@ -328,6 +330,15 @@ class SeViLA(BaseModel):
         visual = self.role_tokens(role, feats.flatten(0, 1))
         return self.layout.single_frame(visual, self.layout.tokenize(texts, feats.device).repeat(t))
 
+    def frame_tokens(self, role: str, feats: torch.Tensor, indices: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+        """``role``'s LLM tokens [B, k, Q, D] of frames ``indices`` [B, k] of clips ``clips`` [B]
+        of ``feats`` [U, T, P, D], each distinct (clip, frame) through the Q-Former once
+        (the questions of one video often pick the same keyframes)."""
+        rows = (clips.to(indices.device)[:, None] * feats.shape[1] + indices).reshape(-1)
+        distinct, inverse = torch.unique(rows, return_inverse=True)
+        tokens = self.role_tokens(role, feats.flatten(0, 1).index_select(0, distinct))
+        return tokens.index_select(0, inverse).reshape(*indices.shape, *tokens.shape[1:])
+
     def _video_inputs(self, feats: torch.Tensor, qa_texts: Sequence[str]) -> LLMInputs:
         """Answerer video layout on k frames [B, k, P, D]."""
         visual = self.role_tokens(ANSWERER, feats.flatten(0, 1))
@@ -350,19 +361,30 @@ class SeViLA(BaseModel):
         if clips is not None:
             shared = self.role_tokens(LOCALIZER, flat)  # [U*T, Q, D]
             frame_of_row = (clips.to(feats.device)[:, None] * t + torch.arange(t, device=feats.device)).reshape(-1)
-        chunk = self.config.localizer_chunk_size or b * t
+        chunk = self.config.localizer_chunk_size or self._auto_chunk(b * t, visual_tokens=self.config.qformer.num_query_token,
+                                                                      text_tokens=text.ids.shape[1], device=feats.device)
         yes, no = [], []
         for start in range(0, b * t, chunk):
             if shared is None:
                 visual = self.role_tokens(LOCALIZER, flat[start : start + chunk])
             else:
                 visual = shared.index_select(0, frame_of_row[start : start + chunk])
-            inputs = self.layout.single_frame(visual, text.rows(start, start + chunk))
+            inputs = self.layout.single_frame(visual, text.rows(start, start + chunk).trimmed())
             with self.serving(LOCALIZER):
                 (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
             yes.append(logits[:, self.token_ids.yes])
             no.append(logits[:, self.token_ids.no])
         return FrameLogits(torch.cat(yes).reshape(b, t), torch.cat(no).reshape(b, t))
+
+    def _auto_chunk(self, rows: int, visual_tokens: int, text_tokens: int, device: torch.device) -> int:
+        """Rows per localizer LLM call when ``localizer_chunk_size`` is null: all of them on a
+        GPU; on a CPU about CPU_CHUNK_ELEMENTS activations [rows, tokens, d_model] per call, so
+        the encoder's intermediates stay in cache (measured: 32 rows of the medium shape ran
+        the chain about 1.2x faster than 256 at once; docs/speed.md)."""
+        if device.type == "cuda":
+            return rows
+        per_row = (visual_tokens + text_tokens + 4) * self.llm.width
+        return max(1, min(rows, CPU_CHUNK_ELEMENTS // per_row))
 
     def localizer_loss(self, feats: torch.Tensor, loc_texts: Sequence[str], labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forced loss of "yes"/"no" per frame; ``labels`` [B, T] bool."""
@@ -589,7 +611,8 @@ class SeViLA(BaseModel):
 
     def _predict_chain(self, feats, clips, take, num_options, counts) -> list[dict[str, Any]]:
         chosen, scores = self.keyframes(feats, take("loc_input"), clips=clips)
-        logits = self.answer_logits(self.gather_frames(feats, chosen, clips), take("qa_input"), num_options)
+        visual = self.frame_tokens(ANSWERER, feats, chosen, clips)  # = answer_logits on the gathered frames
+        logits = self._read_letters(self.layout.video(visual, take("qa_input")), num_options)
         return [
             {
                 "prediction": int(row.argmax()),

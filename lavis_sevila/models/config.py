@@ -64,6 +64,9 @@ class LLMConfig:
     # config when name_or_path is None (vocab_size defaults to the tokenizer's size)
     config: dict[str, Any] = field(default_factory=dict)
     dtype: str = "bf16"  # bf16 (paper) | fp16 | fp32 (CPU tests)
+    # torch.compile the LLM's encoder (T5 only; opt-in: a one-time compile of about half a
+    # minute per process, then ~1.3x on the encoder on a CPU; numbers in docs/speed.md)
+    compile: bool = False
     # family-specific settings (T5's dense_act_fn, ...) belong in `config`; the family's
     # module (models/llm/<family>.py) owns their defaults
 

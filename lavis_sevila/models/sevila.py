@@ -465,12 +465,18 @@ class SeViLA(BaseModel):
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
         target = self.layout.targets(targets, feats.device).repeat(t)
-        # only the letter logits at the read position are computed (pseudo-labels need nothing else)
+        # only the letter logits at the read position are computed (pseudo-labels need nothing
+        # else), in chunks of rows like the localizer's (no gradient flows here)
+        chunk = self.config.localizer_chunk_size or self._auto_chunk(
+            b * t, visual_tokens=0, text_tokens=inputs.embeds.shape[1], device=feats.device)
+        read = []
         with self.serving(ANSWERER):
-            letters = self.llm.teacher_forced_token_logits(
-                inputs, target.ids, target.mask, self.token_ids.letter_index, self.letter_ids()
-            )
-        letters = letters.reshape(b, t, -1)
+            for start in range(0, b * t, chunk):
+                part = target.rows(start, start + chunk)
+                read.append(self.llm.teacher_forced_token_logits(
+                    inputs.rows(start, start + chunk), part.ids, part.mask, self.token_ids.letter_index,
+                    self.letter_ids()))
+        letters = torch.cat(read).reshape(b, t, -1)
         predicted = self.mask_options(letters, num_options).argmax(dim=-1)
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
         return predicted == truth[:, None]

@@ -39,6 +39,15 @@ class LLMInputs:
     def __len__(self) -> int:
         return self.embeds.shape[0]
 
+    def rows(self, start: int, stop: int) -> "LLMInputs":
+        """Rows ``start:stop`` without the columns that are padding in all of them (padding
+        is masked and positions count real tokens, so the rows' scores do not change)."""
+        embeds, mask = self.embeds[start:stop], self.mask[start:stop]
+        keep = mask.bool().any(dim=0)
+        if bool(keep.all()):
+            return LLMInputs(embeds, mask)
+        return LLMInputs(embeds[:, keep], mask[:, keep])
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
@@ -119,6 +128,10 @@ class LanguageModel(ABC):
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.module.get_input_embeddings()(ids)
 
+    def compile(self) -> None:
+        """``model.llm.compile``: torch.compile where the family has measured it to pay."""
+        raise ValueError(f"model.llm.compile is implemented for the t5 family only, not {self.family!r}")
+
     def precision(self, device: torch.device):
         """bf16/fp16 autocast on CUDA (as the authors run T5); nothing on CPU."""
         if device.type == "cuda" and self.dtype != torch.float32:
@@ -181,5 +194,8 @@ def family_class(name: str) -> type[LanguageModel]:
 
 
 def build_language_model(config, tokenizer) -> LanguageModel:
-    """The LanguageModel for ``config.family`` (an ``LLMConfig``)."""
-    return family_class(config.family).from_config(config, tokenizer)
+    """The LanguageModel for ``config.family`` (an ``LLMConfig``), compiled when asked."""
+    llm = family_class(config.family).from_config(config, tokenizer)
+    if getattr(config, "compile", False):
+        llm.compile()
+    return llm

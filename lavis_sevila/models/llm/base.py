@@ -160,6 +160,14 @@ class LanguageModel(ABC):
         """
         return self.teacher_forced(inputs, target_ids, target_mask).logits[:, position, list(token_ids)].float()
 
+    def first_step_token_logits(self, inputs: LLMInputs, token_ids: Sequence[int]) -> torch.Tensor:
+        """Logits [B, len(token_ids)] of a few tokens at the first decoding step.
+
+        ``greedy_step_logits(inputs, 1)[0][:, token_ids]``; families may override it to compute
+        only that (the localizer reads "yes" and "no" at step 1).
+        """
+        return self.greedy_step_logits(inputs, steps=1)[0][:, list(token_ids)]
+
 
 #: family name -> the module that implements it (imported on first use, so a family's
 #: transformers classes load only when that family is built)

@@ -133,7 +133,7 @@ class T5LanguageModel(LanguageModel):
                 heads, dk = cross.n_heads, cross.key_value_proj_dim
                 q = cross.q(block.layer[1].layer_norm(h)).view(n, heads, dk)  # [N, H, dk]
                 wk = cross.k.weight.view(heads, dk, -1)  # [H, dk, D]
-                scores = torch.einsum("nhd,hde,nle->nhl", q, wk, enc)
+                scores = torch.bmm(torch.einsum("nhd,hde->nhe", q, wk), enc.transpose(1, 2))  # [N, H, L]
                 scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
                 weights = torch.softmax(scores.float(), dim=-1).type_as(scores)
                 context = torch.bmm(weights, enc)  # [N, H, D]

@@ -95,3 +95,14 @@ def test_t5_first_step_shortcut_equals_the_decoder_step(tied):
             assert torch.allclose(model.llm.first_step_token_logits(inputs, ids), full, atol=1e-5)
     finally:
         model.llm.module.eval()
+
+
+def test_profile_benchmark_accounts_for_the_whole_run(tmp_path):
+    from lavis_sevila.benchmarks import profile
+
+    doc = tmp_path / "speed.md"
+    (result,) = profile.main(["--shapes", "tiny", "--videos", "2", "--frames", "6", "--keyframes", "2",
+                              "--questions", "3", "--batch", "4", "--label", "test", "--markdown", str(doc)])
+    parts = result["parts"]
+    assert abs(sum(parts.values()) - result["total"]) < 1e-6 and parts["LLM encoder"] > 0 and parts["ViT"] > 0
+    assert all(v > 0 for v in result["floor"].values()) and "profile-tiny-test:begin" in doc.read_text()

@@ -106,3 +106,19 @@ def test_profile_benchmark_accounts_for_the_whole_run(tmp_path):
     parts = result["parts"]
     assert abs(sum(parts.values()) - result["total"]) < 1e-6 and parts["LLM encoder"] > 0 and parts["ViT"] > 0
     assert all(v > 0 for v in result["floor"].values()) and "profile-tiny-test:begin" in doc.read_text()
+
+
+def test_full_size_shape_is_a_valid_config_with_the_papers_sizes():
+    """The GPU shape is checked here without building its 4 B parameters."""
+    from omegaconf import OmegaConf
+
+    from lavis_sevila.benchmarks.common import SHAPES
+    from lavis_sevila.models import SeViLA
+    from lavis_sevila.models.config import SeViLAConfig
+
+    cfg = OmegaConf.load(SeViLA.default_config_path("tiny")).model
+    for key, value in SHAPES["full"].items():
+        OmegaConf.update(cfg, key, value, merge=True)
+    config = SeViLAConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))
+    assert (config.vision.embed_dim, config.vision.depth, config.qformer.hidden_size) == (1408, 39, 768)
+    assert config.llm.config["d_model"] == 2048 and config.llm.dtype == "bf16" and config.vision.precision == "fp16"

@@ -23,8 +23,8 @@ Same weights, same frames, same questions on every path:
     T5 encoder through ``torch.compile``); compiled and warmed on the first batch before
     anything is timed, the compile time printed and written under the table.
 
-The run fails unless all paths pick the same keyframes and answers (scores: ours vs
-ours+cache within 1e-5; vs generate's within 1e-4).  Prints samples (questions) per second,
+The run fails unless all paths pick the same keyframes and answers (scores within 1e-4
+of ours: the paths cut their LLM calls into other chunks with other padding).  Prints samples (questions) per second,
 ratios, each path's peak resident memory growth and the settings.
 """
 from __future__ import annotations
@@ -146,7 +146,7 @@ def check_same(out: dict[str, list[dict[str, Any]]]) -> None:
     for name, records in index.items():
         if records.keys() != ref.keys():
             raise AssertionError(f"{name} answered other questions than ours")
-        tol = 1e-5 if name in ("ours", "ours+cache") else 1e-4
+        tol = 1e-4  # chunks of other rows and other padding: float rounding of ~1e-5 between paths
         for qid, record in records.items():
             mine = ref[qid]
             if record["keyframes"] != mine["keyframes"] or record["prediction"] != mine["prediction"]:
@@ -163,8 +163,7 @@ def table(results: list[dict[str, Any]], args) -> str:
         f"{args.videos} questions; median of {args.repeats} interleaved rounds "
         f"{'without' if args.no_warmup else 'after one'} warm-up (min-max); peak RSS growth from each path's first run.",
         f"Machine: {machine()}; CPU flags: {cpu_flags()}.",
-        "Same keyframes and answers on all paths: checked (scores within 1e-5 ours vs ours+cache, "
-        "1e-4 vs generate and vs the compiled encoder).",
+        "Same keyframes and answers on all paths: checked (scores within 1e-4 of ours on every path).",
         "",
         "| shape | questions/video | questions | path | time | questions/s | vs authors | peak RSS growth |",
         "|---|---|---|---|---|---|---|---|",

@@ -30,19 +30,32 @@ SHAPES: dict[str, dict[str, Any]] = {
         "llm.config.d_model": 256, "llm.config.d_kv": 64, "llm.config.d_ff": 1024, "llm.config.num_layers": 4,
         "llm.config.num_decoder_layers": 4, "llm.config.num_heads": 4,
     },
+    # the paper's sizes (ViT-g/14, BERT-base Q-Former, Flan-T5-XL; fp16 ViT, bf16 T5), random
+    # weights: for a GPU (``--device cuda``); the tiny tokenizer, with T5's 32128-row vocabulary
+    "full": {
+        "vision.img_size": 224, "vision.patch_size": 14, "vision.embed_dim": 1408, "vision.depth": 39,
+        "vision.num_heads": 16, "vision.mlp_ratio": 4.3637, "vision.precision": "fp16",
+        "qformer.hidden_size": 768, "qformer.num_hidden_layers": 12, "qformer.num_attention_heads": 12,
+        "qformer.intermediate_size": 3072, "qformer.num_query_token": 32, "qformer.initializer_range": 0.02,
+        "qformer.max_position_embeddings": 512,
+        "llm.config.d_model": 2048, "llm.config.d_kv": 64, "llm.config.d_ff": 5120, "llm.config.num_layers": 24,
+        "llm.config.num_decoder_layers": 24, "llm.config.num_heads": 32, "llm.config.vocab_size": 32128,
+        "llm.config.relative_attention_num_buckets": 32, "llm.config.relative_attention_max_distance": 128,
+        "llm.dtype": "bf16",
+    },
 }
 
 WORDS = ("red green blue yellow circle square triangle left right moves appears first last "
          "what which when where does the object after before").split()
 
 
-def build_model(shape: str, seed: int = 0, **overrides: Any):
+def build_model(shape: str, seed: int = 0, device: str = "cpu", **overrides: Any):
     from lavis_sevila.models import SeViLA
 
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; known: {sorted(SHAPES)}")
     torch.manual_seed(seed)
-    return SeViLA.from_model_type("tiny", **SHAPES[shape], **overrides).eval()
+    return SeViLA.from_model_type("tiny", **{**SHAPES[shape], **overrides}).eval().to(device)
 
 
 def questions(count: int, seed: int) -> list[tuple[str, list[str], int]]:
@@ -125,6 +138,8 @@ def spread(values: list[float]) -> str:
 
 def machine() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    if torch.cuda.is_available():
+        load += f"; GPU {torch.cuda.get_device_name()}"
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch threads, load average (1, 5, 15 min) {load}")
 
@@ -162,6 +177,7 @@ def benchmark_parser(description: str, repeats: int = 3) -> argparse.ArgumentPar
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--no-warmup", action="store_true", help="time the first run too (long shapes)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the full-size shape")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table into this file's block")
     return parser
 

@@ -161,7 +161,9 @@ def main(argv=None) -> list[dict[str, Any]]:
         for stage in args.stages:
             results.append(run(shape, stage, args))
             print("\n".join(table(results[-1:], args).splitlines()[-3:]), flush=True)
-    finish(table(results, args), args, "training_step", f"training_step-{'-'.join(args.shapes)}-v{args.videos}", argv)
+    stages = "" if args.stages == parser.get_default("stages") else "-" + "-".join(args.stages)
+    finish(table(results, args), args, "training_step",
+           f"training_step-{'-'.join(args.shapes)}-v{args.videos}{stages}-r{args.repeats}", argv)
     return results
 
 

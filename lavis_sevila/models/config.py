@@ -64,6 +64,9 @@ class LLMConfig:
     # config when name_or_path is None (vocab_size defaults to the tokenizer's size)
     config: dict[str, Any] = field(default_factory=dict)
     dtype: str = "bf16"  # bf16 (paper) | fp16 | fp32 (CPU tests)
+    # torch.compile the LLM's encoder (T5 only; opt-in: a one-time compile of about half a
+    # minute per process, then ~1.3x on the encoder on a CPU; numbers in docs/speed.md)
+    compile: bool = False
     # family-specific settings (T5's dense_act_fn, ...) belong in `config`; the family's
     # module (models/llm/<family>.py) owns their defaults
 
@@ -108,7 +111,9 @@ class SeViLAConfig:
     freeze_llm: bool = True
     # orig runs the frozen role of a training stage with dropout on; we default to eval mode
     frozen_role_train_mode: bool = False
-    # frames per LLM call when scoring frames (memory bound); None = all frames at once
+    # (frame, question) rows per LLM call when scoring frames (a memory bound); None = auto:
+    # all rows at once on a GPU, on a CPU as many as keep one call's activations about
+    # 3 MiB wide (cache-sized: 32 rows for the medium benchmark shape; docs/speed.md)
     localizer_chunk_size: int | None = None
     # ViT features kept per clip (models/feature_cache.py): an in-memory LRU of this many MiB
     # (0 = off), and optionally a folder of safetensors files (e.g. beside the shards)

@@ -49,6 +49,15 @@ class Tokens:
     def rows(self, start: int, stop: int) -> "Tokens":
         return Tokens(self.ids[start:stop], self.mask[start:stop])
 
+    def trimmed(self) -> "Tokens":
+        """Without the columns that are padding in every row (a chunk padded to its own
+        longest text, not the batch's; either padding side).  Padding is masked and position
+        ids count real tokens only, so the scores are the same, for less work."""
+        keep = self.mask.bool().any(dim=0)
+        if bool(keep.all()):
+            return self
+        return Tokens(self.ids[:, keep], self.mask[:, keep])
+
 
 def left_align(inputs: LLMInputs) -> LLMInputs:
     """Move each row's padding to its front, keeping the order of its real tokens."""

@@ -45,6 +45,8 @@ from lavis_sevila.models.vision import build_vision_encoder, freeze_module, visi
 logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
+#: CPU localizer chunks: about this many activations [rows, tokens, d_model] per LLM call
+CPU_CHUNK_ELEMENTS = 3 << 18
 EVAL_MODES = ("chain", "chain_single", "uniform", "per_frame", "localize")
 
 
@@ -303,6 +305,15 @@ class SeViLA(BaseModel):
         visual = self.role_tokens(role, feats.flatten(0, 1))
         return self.layout.single_frame(visual, self.layout.tokenize(texts, feats.device).repeat(t))
 
+    def frame_tokens(self, role: str, feats: torch.Tensor, indices: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+        """``role``'s LLM tokens [B, k, Q, D] of frames ``indices`` [B, k] of clips ``clips`` [B]
+        of ``feats`` [U, T, P, D], each distinct (clip, frame) through the Q-Former once
+        (the questions of one video often pick the same keyframes)."""
+        rows = (clips.to(indices.device)[:, None] * feats.shape[1] + indices).reshape(-1)
+        distinct, inverse = torch.unique(rows, return_inverse=True)
+        tokens = self.role_tokens(role, feats.flatten(0, 1).index_select(0, distinct))
+        return tokens.index_select(0, inverse).reshape(*indices.shape, *tokens.shape[1:])
+
     def _video_inputs(self, feats: torch.Tensor, qa_texts: Sequence[str]) -> LLMInputs:
         """Answerer video layout on k frames [B, k, P, D]."""
         visual = self.role_tokens(ANSWERER, feats.flatten(0, 1))
@@ -325,19 +336,30 @@ class SeViLA(BaseModel):
         if clips is not None:
             shared = self.role_tokens(LOCALIZER, flat)  # [U*T, Q, D]
             frame_of_row = (clips.to(feats.device)[:, None] * t + torch.arange(t, device=feats.device)).reshape(-1)
-        chunk = self.config.localizer_chunk_size or b * t
+        chunk = self.config.localizer_chunk_size or self._auto_chunk(b * t, visual_tokens=self.config.qformer.num_query_token,
+                                                                      text_tokens=text.ids.shape[1], device=feats.device)
         yes, no = [], []
         for start in range(0, b * t, chunk):
             if shared is None:
                 visual = self.role_tokens(LOCALIZER, flat[start : start + chunk])
             else:
                 visual = shared.index_select(0, frame_of_row[start : start + chunk])
-            inputs = self.layout.single_frame(visual, text.rows(start, start + chunk))
+            inputs = self.layout.single_frame(visual, text.rows(start, start + chunk).trimmed())
             with self.serving(LOCALIZER):
-                (logits,) = self.llm.greedy_step_logits(inputs, steps=1)
-            yes.append(logits[:, self.token_ids.yes])
-            no.append(logits[:, self.token_ids.no])
+                logits = self.llm.first_step_token_logits(inputs, (self.token_ids.yes, self.token_ids.no))
+            yes.append(logits[:, 0])
+            no.append(logits[:, 1])
         return FrameLogits(torch.cat(yes).reshape(b, t), torch.cat(no).reshape(b, t))
+
+    def _auto_chunk(self, rows: int, visual_tokens: int, text_tokens: int, device: torch.device) -> int:
+        """Rows per localizer LLM call when ``localizer_chunk_size`` is null: all of them on a
+        GPU; on a CPU about CPU_CHUNK_ELEMENTS activations [rows, tokens, d_model] per call, so
+        the encoder's intermediates stay in cache (measured: 32 rows of the medium shape ran
+        the chain about 1.2x faster than 256 at once; docs/speed.md)."""
+        if device.type == "cuda":
+            return rows
+        per_row = (visual_tokens + text_tokens + 4) * self.llm.width
+        return max(1, min(rows, CPU_CHUNK_ELEMENTS // per_row))
 
     def localizer_loss(self, feats: torch.Tensor, loc_texts: Sequence[str], labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forced loss of "yes"/"no" per frame; ``labels`` [B, T] bool."""
@@ -418,12 +440,18 @@ class SeViLA(BaseModel):
         b, t = feats.shape[:2]
         inputs = self._single_frame_inputs(ANSWERER, feats, qa_texts)
         target = self.layout.targets(targets, feats.device).repeat(t)
-        # only the letter logits at the read position are computed (pseudo-labels need nothing else)
+        # only the letter logits at the read position are computed (pseudo-labels need nothing
+        # else), in chunks of rows like the localizer's (no gradient flows here)
+        chunk = self.config.localizer_chunk_size or self._auto_chunk(
+            b * t, visual_tokens=0, text_tokens=inputs.embeds.shape[1], device=feats.device)
+        read = []
         with self.serving(ANSWERER):
-            letters = self.llm.teacher_forced_token_logits(
-                inputs, target.ids, target.mask, self.token_ids.letter_index, self.letter_ids()
-            )
-        letters = letters.reshape(b, t, -1)
+            for start in range(0, b * t, chunk):
+                part = target.rows(start, start + chunk)
+                read.append(self.llm.teacher_forced_token_logits(
+                    inputs.rows(start, start + chunk), part.ids, part.mask, self.token_ids.letter_index,
+                    self.letter_ids()))
+        letters = torch.cat(read).reshape(b, t, -1)
         predicted = self.mask_options(letters, num_options).argmax(dim=-1)
         truth = torch.tensor([prompts.answer_index(x) for x in targets], device=feats.device)
         return predicted == truth[:, None]
@@ -563,7 +591,8 @@ class SeViLA(BaseModel):
 
     def _predict_chain(self, feats, clips, take, num_options, counts) -> list[dict[str, Any]]:
         chosen, scores = self.keyframes(feats, take("loc_input"), clips=clips)
-        logits = self.answer_logits(self.gather_frames(feats, chosen, clips), take("qa_input"), num_options)
+        visual = self.frame_tokens(ANSWERER, feats, chosen, clips)  # = answer_logits on the gathered frames
+        logits = self._read_letters(self.layout.video(visual, take("qa_input")), num_options)
         return [
             {
                 "prediction": int(row.argmax()),

@@ -176,6 +176,7 @@ class SeViLARunner:
             sampler = ResumableSampler(
                 len(dataset), shuffle=training, seed=self.settings.seed,
                 rank=self.dist.rank, world_size=self.dist.world_size, pad=training,
+                groups=None if training else video_groups(dataset),
             )
             sampler.set_epoch(epoch, start * batch_size if training else 0)
         loader = DataLoader(
@@ -464,6 +465,16 @@ class SeViLARunner:
         if self.main and results:
             (self.output_dir / "metrics_final.json").write_text(json.dumps(results, indent=2))
         return results
+
+
+def video_groups(dataset: Any) -> list[str] | None:
+    """Each sample's video (evaluation keeps a video's questions together), or None when the
+    dataset does not say (then the order is left as it is)."""
+    annotation = getattr(dataset, "annotation", None)
+    if annotation is None or len(annotation) != len(dataset):
+        return None
+    videos = [row.get("video") if isinstance(row, dict) else getattr(row, "video", None) for row in annotation]
+    return None if any(v is None for v in videos) else videos
 
 
 # settings a resumed run must share with the run that wrote the checkpoint: they decide

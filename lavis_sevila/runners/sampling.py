@@ -2,7 +2,11 @@
 
 * :class:`ResumableSampler` -- a seeded permutation per epoch, split across ranks like
   ``DistributedSampler``, that can start at any position (the batches already trained on
-  before an interruption are not seen twice, nor skipped).
+  before an interruption are not seen twice, nor skipped).  In evaluation it can keep
+  each video's questions together instead (``groups``): the questions of one video then
+  land in the same batches on one rank, so its frames go through the ViT and the
+  localizer's Q-Former once (``SeViLA.predict`` shares them within a batch, the feature
+  cache across batches).
 * :class:`SeededSamples` -- every sample's randomness (frame sampling, crop box) comes
   from (seed, epoch, index) and not from whichever worker happened to load it, so a
   resumed run draws the same frames as an uninterrupted one.
@@ -10,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Hashable, Iterator, Sequence
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -18,10 +22,18 @@ from torch.utils.data import Dataset, Sampler
 
 class ResumableSampler(Sampler[int]):
     def __init__(
-        self, length: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, pad: bool = True
+        self, length: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, pad: bool = True,
+        groups: Sequence[Hashable] | None = None,
     ) -> None:
+        """``groups``: one label per index (its video); without shuffling, the indices are
+        ordered by group (first appearance, stable inside a group) and every rank takes a
+        contiguous block of that order, so a group is cut at most at a rank boundary."""
+        if groups is not None and (shuffle or len(groups) != length):
+            raise ValueError("ResumableSampler groups need shuffle=False and one group label per index "
+                             f"(got shuffle={shuffle}, {len(groups)} labels for {length} indices)")
         self.length, self.shuffle, self.seed = length, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.groups = None if groups is None else list(groups)
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -29,6 +41,8 @@ class ResumableSampler(Sampler[int]):
         self.epoch, self.start = epoch, start
 
     def _order(self) -> list[int]:
+        if self.groups is not None:
+            return self._grouped_order()
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.length, generator=generator).tolist()
@@ -38,6 +52,17 @@ class ResumableSampler(Sampler[int]):
             total = math.ceil(self.length / self.world_size) * self.world_size
             order += order[: total - len(order)]
         return order[self.rank :: self.world_size]
+
+    def _grouped_order(self) -> list[int]:
+        first: dict[Hashable, int] = {}
+        for index, group in enumerate(self.groups):
+            first.setdefault(group, index)
+        order = sorted(range(self.length), key=lambda i: first[self.groups[i]])  # stable: file order inside
+        if self.pad:
+            total = math.ceil(self.length / self.world_size) * self.world_size
+            order += order[: total - len(order)]
+        n, w = len(order), self.world_size
+        return order[self.rank * n // w : (self.rank + 1) * n // w]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._order()[self.start :])

@@ -39,6 +39,15 @@ class LLMInputs:
     def __len__(self) -> int:
         return self.embeds.shape[0]
 
+    def rows(self, start: int, stop: int) -> "LLMInputs":
+        """Rows ``start:stop`` without the columns that are padding in all of them (padding
+        is masked and positions count real tokens, so the rows' scores do not change)."""
+        embeds, mask = self.embeds[start:stop], self.mask[start:stop]
+        keep = mask.bool().any(dim=0)
+        if bool(keep.all()):
+            return LLMInputs(embeds, mask)
+        return LLMInputs(embeds[:, keep], mask[:, keep])
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
@@ -120,6 +129,10 @@ class LanguageModel(ABC):
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.module.get_input_embeddings()(ids)
 
+    def compile(self) -> None:
+        """``model.llm.compile``: torch.compile where the family has measured it to pay."""
+        raise ValueError(f"model.llm.compile is implemented for the t5 family only, not {self.family!r}")
+
     def precision(self, device: torch.device):
         """bf16/fp16 autocast on CUDA (as the authors run T5); nothing on CPU."""
         if device.type == "cuda" and self.dtype != torch.float32:
@@ -147,6 +160,14 @@ class LanguageModel(ABC):
         override it to compute only that (the pseudo-labels read one position, five letters).
         """
         return self.teacher_forced(inputs, target_ids, target_mask).logits[:, position, list(token_ids)].float()
+
+    def first_step_token_logits(self, inputs: LLMInputs, token_ids: Sequence[int]) -> torch.Tensor:
+        """Logits [B, len(token_ids)] of a few tokens at the first decoding step.
+
+        ``greedy_step_logits(inputs, 1)[0][:, token_ids]``; families may override it to compute
+        only that (the localizer reads "yes" and "no" at step 1).
+        """
+        return self.greedy_step_logits(inputs, steps=1)[0][:, list(token_ids)]
 
 
 #: family name -> the module that implements it (imported on first use, so a family's
@@ -182,5 +203,8 @@ def family_class(name: str) -> type[LanguageModel]:
 
 
 def build_language_model(config, tokenizer) -> LanguageModel:
-    """The LanguageModel for ``config.family`` (an ``LLMConfig``)."""
-    return family_class(config.family).from_config(config, tokenizer)
+    """The LanguageModel for ``config.family`` (an ``LLMConfig``), compiled when asked."""
+    llm = family_class(config.family).from_config(config, tokenizer)
+    if getattr(config, "compile", False):
+        llm.compile()
+    return llm

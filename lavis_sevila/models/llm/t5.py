@@ -65,8 +65,17 @@ class T5LanguageModel(LanguageModel):
         module.to(parse_dtype(config.dtype))
         return cls(module, tokenizer)
 
+    _compiled_encoder = None
+
+    def compile(self) -> None:
+        """The encoder (most of the localizer's time) through torch.compile, shapes dynamic
+        (rows and prompt lengths vary).  Same weights (LoRA included: the compiled module
+        calls the same submodules), scores within ~1e-5 of eager in fp32."""
+        self._compiled_encoder = torch.compile(self.module.encoder, dynamic=True)
+
     def _encode(self, inputs: LLMInputs) -> BaseModelOutput:
-        return self.module.encoder(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, return_dict=True)
+        encoder = self.module.encoder if self._compiled_encoder is None else self._compiled_encoder
+        return encoder(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, return_dict=True)
 
     def greedy_step_logits(self, inputs: LLMInputs, steps: int) -> list[torch.Tensor]:
         inputs = self.cast(inputs)
@@ -89,6 +98,55 @@ class T5LanguageModel(LanguageModel):
                 past = out.past_key_values
                 next_ids = logits.argmax(dim=-1, keepdim=True)
         return read
+
+    def first_step_token_logits(self, inputs: LLMInputs, token_ids: Sequence[int]) -> torch.Tensor:
+        """The first decoder step cut to what is read (the localizer's "yes"/"no").
+
+        The step has one query, the start token, so (i) every block's self-attention sees a
+        single key (softmax = 1: its output is ``o(v(ln(h)))``, and in block 0 the same for
+        every row: computed once), and (ii) cross-attention needs no key and value projection
+        of every encoder token: ``q . k_j = (W_k^T q) . h_j`` and ``sum_j p_j v_j =
+        W_v (sum_j p_j h_j)``, per head; about 40x fewer multiply-adds than projecting the L
+        encoder tokens.  The LM head only on ``token_ids``.  Same function as the module's
+        decoder step (scores within float rounding, tested); plain path when a projection is
+        not a plain Linear (LoRA on k/v), in train mode (dropout) or in fp16 (T5's clamps).
+        """
+        module = self.module
+        blocks = module.decoder.block
+        plain = all(type(getattr(b.layer[1].EncDecAttention, name)) is torch.nn.Linear
+                    for b in blocks for name in ("k", "v"))
+        if module.training or self.dtype == torch.float16 or not plain:
+            return super().first_step_token_logits(inputs, token_ids)
+        inputs = self.cast(inputs)
+        with self.precision(inputs.embeds.device):
+            enc = self._encode(inputs).last_hidden_state  # [N, L, D]
+            n = enc.shape[0]
+            start = torch.tensor([module.config.decoder_start_token_id], device=enc.device)
+            h = module.decoder.embed_tokens(start)[None]  # [1, 1, D]: the same for every row until cross-attention
+            pad = ~inputs.mask.bool()[:, None, :]  # [N, 1, L]
+            for block in blocks:
+                attn = block.layer[0]
+                h = h + attn.SelfAttention.o(attn.SelfAttention.v(attn.layer_norm(h)))
+                if h.shape[0] != n:
+                    h = h.expand(n, -1, -1)
+                cross = block.layer[1].EncDecAttention
+                heads, dk = cross.n_heads, cross.key_value_proj_dim
+                q = cross.q(block.layer[1].layer_norm(h)).view(n, heads, dk)  # [N, H, dk]
+                wk = cross.k.weight.view(heads, dk, -1)  # [H, dk, D]
+                scores = torch.bmm(torch.einsum("nhd,hde->nhe", q, wk), enc.transpose(1, 2))  # [N, H, L]
+                scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
+                weights = torch.softmax(scores.float(), dim=-1).type_as(scores)
+                context = torch.bmm(weights, enc)  # [N, H, D]
+                wv = cross.v.weight.view(heads, dk, -1)
+                out = torch.einsum("nhe,hde->nhd", context, wv).reshape(n, 1, heads * dk)
+                h = h + cross.o(out)
+                ff = block.layer[2]
+                h = h + ff.DenseReluDense(ff.layer_norm(h))
+            h = module.decoder.final_layer_norm(h)[:, 0]
+            if module.config.tie_word_embeddings:
+                h = h * (module.model_dim**-0.5)
+            weight = module.lm_head.weight[list(token_ids)]
+            return (h @ weight.t()).float()
 
     def teacher_forced(self, inputs: LLMInputs, target_ids: torch.Tensor, target_mask: torch.Tensor) -> TeacherForced:
         inputs = self.cast(inputs)

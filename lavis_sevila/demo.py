@@ -321,9 +321,9 @@ def main(argv: Sequence[str] | None = None, config=None) -> dict[str, Any]:
     where = f"{machine()}, load average {load_average()} (1/5/15 min) at the end"
     print(f"plot of per-frame localizer scores (seed {args.seeds[0]}): {figure}")
     print(f"wall time: {sum(seconds.values()):.0f} s on {where}")
+    command = "python -m lavis_sevila.demo " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.write_doc:
         print(f"wrote {write_doc(Path(args.write_doc), text, command.strip(), seconds, where)}")
-    command = "python -m lavis_sevila.demo " + " ".join(argv if argv is not None else sys.argv[1:])
     summary = {"results": {str(s): v for s, v in results.items()}, "claims_met": all_met(results),
                "seconds": {str(s): round(t, 1) for s, t in seconds.items()}, "plot": str(figure), "table": text,
                "machine": where, "command": command.strip()}

@@ -47,6 +47,7 @@ def test_demo_runs_every_step_and_prints_rows_and_claims(tmp_path, capsys):
     assert again["table"] == summary["table"]
     text = doc.read_text()
     assert text.startswith("# hand-written part\n") and summary["table"] in text and "CPU cores" in text
+    assert "(stage 0 included)" in text  # a run without --reuse timed its training too
 
 
 def test_claims_are_checked_on_the_numbers():

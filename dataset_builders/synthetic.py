@@ -69,7 +69,7 @@ class SyntheticConfig:
 
     train: int = 200
     val: int = 50
-    test: int = 50
+    test: int = 100
     frames: int = 32
     size: int = 32
     fps: float = 8.0

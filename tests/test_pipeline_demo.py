@@ -9,7 +9,7 @@ import json
 import pytest
 
 from dataset_builders.synthetic import SyntheticConfig
-from lavis_sevila import demo
+from lavis_sevila import demo, demo_probe
 from lavis_sevila.pipeline import Pipeline
 
 SMALL = SyntheticConfig(train=8, val=0, test=3)
@@ -47,6 +47,7 @@ def test_demo_runs_every_step_and_prints_rows_and_claims(tmp_path, capsys):
     assert again["table"] == summary["table"]
     text = doc.read_text()
     assert text.startswith("# hand-written part\n") and summary["table"] in text and "CPU cores" in text
+    assert "(stage 0 included)" in text  # a run without --reuse timed its training too
 
 
 def test_claims_are_checked_on_the_numbers():
@@ -93,12 +94,25 @@ def test_pipeline_passes_a_pretrained_step_as_model_pretrained(tmp_path):
     assert not any(o.startswith("model.pretrained") for o in pipeline.step_options(pipeline.steps[0]))
 
 
+def test_probe_frame_kinds_follow_the_events():
+    record = {"extra": {"target_frames": [5, 7], "events": [["ring", "red", 1], ["bar", "blue", 5], ["cross", "green", 20]]}}
+    kinds = demo_probe.frame_kinds(record, 32)
+    assert [i for i, k in enumerate(kinds) if k == "named"] == [5, 6, 7]
+    assert [i for i, k in enumerate(kinds) if k == "other"] == [1, 2, 3, 20, 21, 22]
+    assert kinds.count("blank") == 32 - 9
+
+
 @pytest.mark.slow
 def test_same_seed_same_table(tmp_path):
     options = ["--options", "run.max_steps=6", "run.batch_size_train=4", "--threads", "1"]
     first = demo.main(["--output", str(tmp_path / "a"), *options], config=SMALL)
     second = demo.main(["--output", str(tmp_path / "b"), *options], config=SMALL)
     assert first["results"] == second["results"] and first["table"] == second["table"]
+    # the probe reads the same run: every answerer and localizer of the table, every question
+    text = demo_probe.main([str(tmp_path / "a" / "seed0")])
+    assert text.startswith(f"{SMALL.test} questions")
+    for name, *_ in demo_probe.ANSWERERS + demo_probe.LOCALIZERS:
+        assert f"  {name} " in text
 
 
 @pytest.mark.slow

@@ -21,13 +21,16 @@ and the data order, so the same seed gives the same table on the same machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -252,6 +255,34 @@ def run_seed(seed: int, output: Path, extra_options: Sequence[str], reuse: bool,
     return Path(pipeline.output_dir)
 
 
+def _quiet_process(threads: int) -> None:
+    """Torch threads and the log level of a demo process (the main one or a seed worker)."""
+    import warnings
+
+    import torch
+
+    from lavis_sevila.cli import setup_logging
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    setup_logging()
+    logging.getLogger().setLevel(logging.WARNING)  # the table is the output; logs go to files
+
+
+def _seed_job(job: tuple) -> tuple[int, dict[str, float], float]:
+    """One seed from data to rows; top-level so ``--jobs`` can run it in a spawned process."""
+    seed, output, options, reuse, config, threads = job
+    if multiprocessing.current_process().name != "MainProcess" and sys.platform.startswith("linux"):
+        # a spawned worker inherits "spawn", which cannot pickle LAVIS's processors for the
+        # data loader's workers; fork them as the single-process path does
+        multiprocessing.set_start_method("fork", force=True)
+    _quiet_process(threads)
+    began = time.time()
+    runs = run_seed(seed, output, options, reuse, config=config, started=began)
+    return seed, seed_results(runs), time.time() - began
+
+
 def machine() -> str:
     import torch
 
@@ -291,8 +322,12 @@ def main(argv: Sequence[str] | None = None, config=None) -> dict[str, Any]:
     parser.add_argument("--write-doc", metavar="PATH", help="write the printed table into this markdown file")
     parser.add_argument("--report-only", action="store_true",
                         help="train and evaluate nothing: print (and --write-doc) the table of a finished run in --output")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice); the table is for a fixed count")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per seed (default 1: the tiny model gains little from more, and one "
+                             "fixed count gives the same table on every machine; the table is for that count)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds trained at once, each in its own process with --threads threads "
+                             "(e.g. --jobs 2 on 2 cores); the tables do not depend on it")
     parser.add_argument("--family", choices=sorted(FAMILY_MODEL_TYPES), default=None,
                         help="LLM family of every step's tiny model (default: the configs' own, t5)")
     args = parser.parse_args(argv)
@@ -301,46 +336,42 @@ def main(argv: Sequence[str] | None = None, config=None) -> dict[str, Any]:
             parser.error("give --family or --options model.model_type=..., not both")
         args.options = [*args.options, f"model.model_type={FAMILY_MODEL_TYPES[args.family]}"]
         print(f"[demo] LLM family {args.family}: model type {FAMILY_MODEL_TYPES[args.family]} in every step", flush=True)
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-    import warnings
-
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    from lavis_sevila.cli import setup_logging
-
-    setup_logging()
-    logging.getLogger().setLevel(logging.WARNING)  # the table is the output; logs go to files
+    if args.threads < 1 or args.jobs < 1:
+        parser.error("--threads and --jobs must be at least 1")
+    _quiet_process(args.threads)
     output = Path(args.output)
     results: dict[int, dict[str, float]] = {}
     seconds: dict[int, float] = {}
-    figure = None
     if args.report_only:
         return report(output, args.write_doc)
-    for seed in args.seeds:
-        began = time.time()
-        seed_dir = output / f"seed{seed}"
-        runs = run_seed(seed, seed_dir, args.options, args.reuse, config=config, started=began)
-        results[seed] = seed_results(runs)
-        seconds[seed] = time.time() - began
-        if figure is None:
-            figure = plot(runs, seed_dir / "data", output / "localizer_scores.png")
-        print(f"[demo] seed {seed}: done in {seconds[seed]:.0f} s", flush=True)
-        print("\n" + table({seed: results[seed]}) + "\n", flush=True)
+    began = time.time()
+    jobs = [(seed, output / f"seed{seed}", args.options, args.reuse, config, args.threads) for seed in args.seeds]
+    with contextlib.ExitStack() as stack:
+        if args.jobs == 1 or len(jobs) == 1:
+            finished = map(_seed_job, jobs)
+        else:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(min(args.jobs, len(jobs)), mp_context=multiprocessing.get_context("spawn")))
+            finished = (future.result() for future in as_completed([pool.submit(_seed_job, job) for job in jobs]))
+        for seed, values, took in finished:
+            results[seed], seconds[seed] = values, took
+            print(f"[demo] seed {seed}: done in {took:.0f} s", flush=True)
+            print("\n" + table({seed: values}) + "\n", flush=True)
+    results = dict(sorted(results.items()))
+    first = output / f"seed{args.seeds[0]}"
+    figure = plot(first / "runs", first / "data", output / "localizer_scores.png")
     text = table(results)
     if len(results) > 1:
         print("\n" + text + "\n")
-    where = f"{machine()}, load average {load_average()} (1/5/15 min) at the end"
+    total = time.time() - began
+    where = f"{machine()}, {args.jobs} seed(s) at once, load average {load_average()} (1/5/15 min) at the end"
     print(f"plot of per-frame localizer scores (seed {args.seeds[0]}): {figure}")
-    print(f"wall time: {sum(seconds.values()):.0f} s on {where}")
+    print(f"wall time: {total:.0f} s on {where}")
     command = "python -m lavis_sevila.demo " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.write_doc:
         print(f"wrote {write_doc(Path(args.write_doc), text, command.strip(), seconds, where)}")
     summary = {"results": {str(s): v for s, v in results.items()}, "claims_met": all_met(results),
-               "seconds": {str(s): round(t, 1) for s, t in seconds.items()}, "plot": str(figure), "table": text,
+               "seconds": {str(s): round(t, 1) for s, t in seconds.items()}, "wall_seconds": round(total, 1), "plot": str(figure), "table": text,
                "machine": where, "command": command.strip(), "family": args.family or "t5"}
     output.mkdir(parents=True, exist_ok=True)
     (output / "demo_summary.json").write_text(json.dumps(summary, indent=2))

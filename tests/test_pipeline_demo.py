@@ -116,8 +116,22 @@ def test_same_seed_same_table(tmp_path):
 
 
 @pytest.mark.slow
+def test_seeds_in_parallel_processes_give_the_tables_of_one_process(tmp_path):
+    options = ["--seeds", "0", "1", *SMOKE]
+    alone = demo.main(["--output", str(tmp_path / "a"), *options], config=SMALL)
+    together = demo.main(["--output", str(tmp_path / "b"), "--jobs", "2", *options], config=SMALL)
+    assert alone["results"] == together["results"] and alone["table"] == together["table"]
+
+
+def test_demo_refuses_zero_threads_or_jobs(tmp_path):
+    for flag in ("--threads", "--jobs"):
+        with pytest.raises(SystemExit):
+            demo.main(["--output", str(tmp_path), flag, "0"])
+
+
+@pytest.mark.slow
 def test_three_seeds_meet_every_claim(tmp_path):
-    summary = demo.main(["--output", str(tmp_path), "--seeds", "0", "1", "2"])
+    summary = demo.main(["--output", str(tmp_path), "--seeds", "0", "1", "2", "--jobs", "2"])
     assert summary["claims_met"], summary["table"]
 
 

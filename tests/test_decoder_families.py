@@ -4,6 +4,8 @@ What is checked independently of the layout code: each expected score is recompu
 a prompt built here by hand (token ids of the family's template pieces, the visual tokens,
 one row at a time, no padding) and a plain ``module(inputs_embeds=...)`` forward.
 """
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -289,3 +291,71 @@ def test_every_synthetic_stage_runs_with_each_decoder_family(synthetic, tmp_path
     payload = _run_stage(synthetic, tmp_path / stage, stage, model_type)
     suffix = "" if stage == "finetune_answerer" else "_loc"
     assert set(payload["manifest"]["groups"]) == {g + suffix for g in ("ln_vision", "Qformer", "query_tokens", proj)}
+
+
+FREE_TEXT = ["a red circle on the left", "yes"]  # stage-0 style targets: different lengths
+
+
+@contextlib.contextmanager
+def video_frames(model, k):
+    """``model.pretrain_video_frames`` set to k for a block (the tiny configs set 4)."""
+    old = model.config.pretrain_video_frames
+    model.config.pretrain_video_frames = k
+    try:
+        yield
+    finally:
+        model.config.pretrain_video_frames = old
+
+
+@torch.no_grad()
+def test_targets_of_different_lengths_end_with_eos_after_their_own_text(model):
+    # LLaMA's tokenizer pads on the left by default; a target must still be its text, then
+    # EOS, then padding, or stage 0 teaches EOS in place of a word (a bug this test caught)
+    target = model.layout.targets(FREE_TEXT, torch.device("cpu"))
+    eos = model.llm.tokenizer.eos_token_id
+    for b, text in enumerate(FREE_TEXT):
+        tgt = ids(model, model.llm.target_lead + text) + [eos]
+        n = len(tgt)
+        assert target.ids[b, :n].tolist() == tgt
+        assert target.mask[b, :n].tolist() == [1] * n
+        assert (target.ids[b, n:] == -100).all() and (target.mask[b, n:] == 0).all()
+
+
+@torch.no_grad()
+def test_stage0_loss_is_the_naive_loss_on_free_text_targets(model):
+    # the pretrain_backbone loss on a padded batch equals the per-row naive teacher-forced
+    # loss (prompt, then target + EOS, positions counted from the row's first real token)
+    image = torch.randn(2, 1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    feats = model.encode_frames(image)
+    with video_frames(model, 0):  # the image layout alone (BLIP-2's stage)
+        loss = SeViLA._loss_pretrain_backbone(model, {"image": image, "text_input": QA, "text_output": FREE_TEXT})["loss"]
+    total, count = 0.0, 0
+    for b in range(2):
+        tgt = ids(model, model.llm.target_lead + FREE_TEXT[b]) + [model.llm.tokenizer.eos_token_id]
+        embeds = torch.cat([naive_prompt(model, ANSWERER, feats[b], QA[b]), model.llm.embed(torch.tensor([tgt]))], dim=1)
+        logits = model.llm.module(inputs_embeds=embeds).logits[0, -len(tgt) - 1 : -1]
+        total += F.cross_entropy(logits, torch.tensor(tgt), reduction="sum")
+        count += len(tgt)
+    torch.testing.assert_close(loss, total / count, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_stage0_video_layout_option_adds_the_repeated_frame_video_loss(model):
+    # model.pretrain_video_frames = k: stage 0's loss is the mean of the image-layout loss and
+    # the video-layout loss with the frame repeated k times (naive prompt built here by hand)
+    image = torch.randn(2, 1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    samples = {"image": image, "text_input": QA, "text_output": FREE_TEXT}
+    with video_frames(model, 0):
+        plain = SeViLA._loss_pretrain_backbone(model, samples)["loss"]
+    with video_frames(model, 3):
+        both = SeViLA._loss_pretrain_backbone(model, samples)["loss"]
+    feats = model.encode_frames(image)
+    total, count = 0.0, 0
+    for b in range(2):
+        tgt = ids(model, model.llm.target_lead + FREE_TEXT[b]) + [model.llm.tokenizer.eos_token_id]
+        prompt = naive_prompt(model, ANSWERER, feats[b].expand(3, -1, -1), QA[b], video=True)
+        embeds = torch.cat([prompt, model.llm.embed(torch.tensor([tgt]))], dim=1)
+        logits = model.llm.module(inputs_embeds=embeds).logits[0, -len(tgt) - 1 : -1]
+        total += F.cross_entropy(logits, torch.tensor(tgt), reduction="sum")
+        count += len(tgt)
+    torch.testing.assert_close(both, (plain + total / count) / 2, atol=1e-5, rtol=1e-5)

@@ -111,6 +111,10 @@ class SeViLAConfig:
     freeze_llm: bool = True
     # orig runs the frozen role of a training stage with dropout on; we default to eval mode
     frozen_role_train_mode: bool = False
+    # stage 0 (pretrain_backbone) only: 0 = the image layout alone (as BLIP-2); k > 0 adds the
+    # same loss in the video layout with the frame repeated k times ("Frame 1: " .. "Frame k: "),
+    # so a tiny LLM trained from scratch has seen the answerer's video prompt (docs/backbones.md)
+    pretrain_video_frames: int = 0
     # (frame, question) rows per LLM call when scoring frames (a memory bound); None = auto:
     # all rows at once on a GPU, on a CPU as many as keep one call's activations about
     # 3 MiB wide (cache-sized: 32 rows for the medium benchmark shape; docs/speed.md)
@@ -186,6 +190,8 @@ class SeViLAConfig:
         build_selector(self.keyframe_selection, self.keyframe_selection_args)  # names and args checked
         if self.feature_cache_mb < 0:
             raise ValueError(f"model.feature_cache_mb must be >= 0 (0 = off), got {self.feature_cache_mb}")
+        if self.pretrain_video_frames < 0:
+            raise ValueError(f"model.pretrain_video_frames must be >= 0 (0 = image layout only), got {self.pretrain_video_frames}")
         if self.localizer_chunk_size is not None and self.localizer_chunk_size < 1:
             raise ValueError(f"model.localizer_chunk_size must be >= 1 or null, got {self.localizer_chunk_size}")
         if self.llm.dtype not in ("bf16", "fp16", "fp32"):

@@ -75,18 +75,24 @@ class PromptLayout:
 
     # -- tokenisation ---------------------------------------------------------------
     def tokenize(self, texts: Sequence[str], device: torch.device, special_tokens: bool | None = None) -> Tokens:
-        """Prompt texts, padded to the longest; special tokens as the family's prompts take them."""
+        """Texts padded on the right to the longest; special tokens as the family's prompts take them.
+
+        Always right padding, whatever the tokenizer's own ``padding_side`` (LLaMA's tokenizer
+        pads on the left): targets must start right after the prompt and get EOS after their
+        last real token; prompts are left-aligned afterwards by :func:`left_align` as a whole.
+        """
         if special_tokens is None:
             special_tokens = self.llm.prompt_special_tokens
-        batch = self.tokenizer(
-            list(texts),
-            padding="longest",
-            truncation=True,
-            max_length=self.max_txt_len,
-            add_special_tokens=special_tokens,
-            return_tensors="pt",
-        )
-        return Tokens(batch.input_ids.to(device), batch.attention_mask.to(device))
+        rows = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_txt_len, add_special_tokens=special_tokens
+        ).input_ids
+        width = max((len(row) for row in rows), default=0)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return Tokens(ids.to(device), mask.to(device))
 
     @lru_cache(maxsize=64)
     def _prefix_cpu(self, prefixes: tuple[str, ...]) -> Tokens:

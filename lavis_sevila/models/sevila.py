@@ -536,7 +536,12 @@ class SeViLA(BaseModel):
         feats = self.encode_frames(image)
         inputs = self._single_frame_inputs(ANSWERER, feats, samples["text_input"])
         target = self.layout.targets(samples["text_output"], feats.device)
-        return {"loss": self.llm.teacher_forced(inputs, target.ids, target.mask).loss}
+        loss = self.llm.teacher_forced(inputs, target.ids, target.mask).loss
+        k = self.config.pretrain_video_frames
+        if k:  # the same question in the video layout, the frame repeated k times (mean of both)
+            video = self._video_inputs(feats.expand(-1, k, *feats.shape[2:]), samples["text_input"])
+            loss = (loss + self.llm.teacher_forced(video, target.ids, target.mask).loss) / 2
+        return {"loss": loss}
 
     _STAGE_LOSS: dict[Stage, Callable[["SeViLA", dict[str, Any]], dict[str, torch.Tensor]]] = {
         Stage.PRETRAIN_BACKBONE: _loss_pretrain_backbone,

@@ -16,14 +16,17 @@ SMALL = SyntheticConfig(train=8, val=0, test=3)
 SMOKE = ["--options", "run.max_steps=2", "run.batch_size_train=4", "--threads", "1"]
 
 
-def test_demo_runs_every_step_and_prints_rows_and_claims(tmp_path, capsys):
-    summary = demo.main(["--output", str(tmp_path), *SMOKE], config=SMALL)
-    printed = capsys.readouterr().out
+def assert_every_row_claim_and_step_printed(printed: str) -> None:
     for _, label in demo.QA_ROWS + demo.MOMENT_ROWS:
         assert label in printed
     for claim in demo.CLAIMS:
         assert claim.text in printed
     assert printed.count("[demo] seed 0: step ") == len(Pipeline.load(str(demo.pipeline_path())).steps)
+
+
+def test_demo_runs_every_step_and_prints_rows_and_claims(tmp_path, capsys):
+    summary = demo.main(["--output", str(tmp_path), *SMOKE], config=SMALL)
+    assert_every_row_claim_and_step_printed(capsys.readouterr().out)
     assert (tmp_path / "localizer_scores.png").stat().st_size > 10_000
     runs = tmp_path / "seed0" / "runs"
     for step in ("pretrain_backbone", "pretrain_localizer", "finetune_answerer", "refine_zero_shot_localizer",
@@ -141,12 +144,7 @@ def test_demo_runs_every_step_with_a_decoder_only_family_through_one_switch(tmp_
     import torch
 
     summary = demo.main(["--output", str(tmp_path), "--family", family, *SMOKE], config=SMALL)
-    printed = capsys.readouterr().out
-    for _, label in demo.QA_ROWS + demo.MOMENT_ROWS:
-        assert label in printed
-    for claim in demo.CLAIMS:
-        assert claim.text in printed
-    assert printed.count("[demo] seed 0: step ") == len(Pipeline.load(str(demo.pipeline_path())).steps)
+    assert_every_row_claim_and_step_printed(capsys.readouterr().out)
     assert summary["family"] == family and summary["results"]["0"]["questions"] == SMALL.test
     runs = tmp_path / "seed0" / "runs"
     for step in ("pretrain_backbone", "finetune_answerer", "refine_localizer"):

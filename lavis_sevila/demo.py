@@ -273,11 +273,12 @@ def _quiet_process(threads: int) -> None:
 def _seed_job(job: tuple) -> tuple[int, dict[str, float], float]:
     """One seed from data to rows; top-level so ``--jobs`` can run it in a spawned process."""
     seed, output, options, reuse, config, threads = job
-    if multiprocessing.current_process().name != "MainProcess" and sys.platform.startswith("linux"):
-        # a spawned worker inherits "spawn", which cannot pickle LAVIS's processors for the
-        # data loader's workers; fork them as the single-process path does
-        multiprocessing.set_start_method("fork", force=True)
-    _quiet_process(threads)
+    if multiprocessing.current_process().name != "MainProcess":  # a --jobs worker
+        if sys.platform.startswith("linux"):
+            # a spawned worker inherits "spawn", which cannot pickle LAVIS's processors for
+            # the data loader's workers; fork them as the single-process path does
+            multiprocessing.set_start_method("fork", force=True)
+        _quiet_process(threads)
     began = time.time()
     runs = run_seed(seed, output, options, reuse, config=config, started=began)
     return seed, seed_results(runs), time.time() - began

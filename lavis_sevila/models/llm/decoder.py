@@ -30,23 +30,26 @@ class DecoderOnlyLanguageModel(LanguageModel):
     answer_step = 1
     answer_prefix_in_prompt = True
     lora_targets = ("q_proj", "v_proj")
-    #: the transformers config and causal-LM classes (set by each family)
-    config_class: type
-    model_class: type
+
+    @classmethod
+    def hf_classes(cls) -> tuple[type, type]:
+        """The family's transformers config and causal-LM classes (imported on first use)."""
+        raise NotImplementedError
 
     @classmethod
     def from_config(cls, config, tokenizer) -> "DecoderOnlyLanguageModel":
+        config_class, model_class = cls.hf_classes()
         overrides = dict(config.config)
         if config.name_or_path is not None:
-            hf_config = cls.config_class.from_pretrained(config.name_or_path)
+            hf_config = config_class.from_pretrained(config.name_or_path)
             for key, value in overrides.items():
                 setattr(hf_config, key, value)
-            module = cls.model_class.from_pretrained(config.name_or_path, config=hf_config)
+            module = model_class.from_pretrained(config.name_or_path, config=hf_config)
         else:
             overrides.setdefault("vocab_size", len(tokenizer))
             for name in ("pad", "bos", "eos"):
                 overrides.setdefault(f"{name}_token_id", getattr(tokenizer, f"{name}_token_id"))
-            module = cls.model_class(cls.config_class(**overrides))
+            module = model_class(config_class(**overrides))
         if module.config.vocab_size < len(tokenizer):
             raise ValueError(
                 f"{cls.family} vocab_size {module.config.vocab_size} is smaller than the tokenizer "

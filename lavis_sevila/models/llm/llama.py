@@ -31,8 +31,7 @@ class LlamaLanguageModel(DecoderOnlyLanguageModel):
         return tokenizer
 
     @classmethod
-    def from_config(cls, config, tokenizer) -> "LlamaLanguageModel":
+    def hf_classes(cls) -> tuple[type, type]:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        cls.config_class, cls.model_class = LlamaConfig, LlamaForCausalLM
-        return super().from_config(config, tokenizer)
+        return LlamaConfig, LlamaForCausalLM

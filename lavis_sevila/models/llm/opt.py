@@ -12,12 +12,6 @@ from lavis_sevila.models.llm.decoder import DecoderOnlyLanguageModel
 from lavis_sevila.models.tokenizer import BUILTIN_TINY, build_tiny_opt_tokenizer
 
 
-def _classes():
-    from transformers import OPTConfig, OPTForCausalLM
-
-    return OPTConfig, OPTForCausalLM
-
-
 @register_family("opt")
 class OPTLanguageModel(DecoderOnlyLanguageModel):
     state_key = "opt_model"
@@ -37,6 +31,7 @@ class OPTLanguageModel(DecoderOnlyLanguageModel):
         return tokenizer
 
     @classmethod
-    def from_config(cls, config, tokenizer) -> "OPTLanguageModel":
-        cls.config_class, cls.model_class = _classes()
-        return super().from_config(config, tokenizer)
+    def hf_classes(cls) -> tuple[type, type]:
+        from transformers import OPTConfig, OPTForCausalLM
+
+        return OPTConfig, OPTForCausalLM

@@ -77,7 +77,7 @@ class SyntheticConfig:
     events: int = 3  # events per video, each a different shape and colour; one is asked about
     noise: float = 0.0
     seed: int = 0
-    codec: str = "libx264"
+    codec: str = "libx264rgb"  # lossless RGB: every run decodes to the same pixels (video.writer)
     crf: int = 12  # libx264 only: quality (lower is better; 12 keeps the flat shapes near-lossless)
     jitter: int = 2  # pixels the shape may move off the frame's centre, per event
     blank_frames: int = 3  # stage 0: frames without an event asked about per train video
@@ -226,7 +226,8 @@ def render(config: SyntheticConfig, plan: VideoPlan) -> np.ndarray:
 
 
 def encoder_options(config: SyntheticConfig) -> dict[str, str] | None:
-    """libx264 settings: reproducible (one thread) at the configured quality."""
+    """libx264's settings at the configured quality (one thread); None for other codecs,
+    which get the writer's defaults (``libx264rgb``: lossless, one thread)."""
     if config.codec != "libx264":
         return None
     return {**X264_OPTIONS, "crf": str(config.crf)}
@@ -429,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=defaults.window, help="frames showing each event")
     parser.add_argument("--events", type=int, default=defaults.events, help="events per video (one is asked about)")
     parser.add_argument("--noise", type=float, default=defaults.noise, help="std of per-pixel noise (0-255 scale)")
-    parser.add_argument("--codec", default=defaults.codec, help="PyAV encoder (libx264, mpeg4, ...)")
+    parser.add_argument("--codec", default=defaults.codec, help="PyAV encoder (libx264rgb: lossless, libx264, mpeg4, ...)")
     parser.add_argument("--crf", type=int, default=defaults.crf, help="libx264 quality (lower is better)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)

@@ -108,6 +108,30 @@ def test_localizer_loss_is_mean_token_cross_entropy_on_yes_no():
     assert torch.allclose(loss, manual, atol=1e-5)
 
 
+@pytest.mark.parametrize("model_type", ["tiny", "tiny_opt"])
+def test_localizer_loss_in_chunks_equals_one_call_loss_and_gradients(model_type):
+    """Chunks of rows (5 of 12, each padded to its own longest text) give the one-call mean."""
+    from lavis_sevila.models import SeViLA
+
+    samples = batch()
+    labels = samples["frame_labels"].bool()
+    results = []
+    for chunk in (None, 5):
+        torch.manual_seed(0)
+        model = SeViLA.from_model_type(model_type, localizer_chunk_size=chunk).eval()
+        model.set_stage("refine_localizer")
+        feats = model.encode_frames(samples["video"])
+        loss = model.localizer_loss(feats, samples["loc_input"], labels)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.roles["localizer"].named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (whole, whole_grads), (chunked, chunked_grads) = results
+    assert torch.allclose(whole, chunked, rtol=1e-5, atol=1e-6)
+    assert whole_grads.keys() == chunked_grads.keys() and len(whole_grads) > 0
+    for name, grad in whole_grads.items():
+        assert torch.allclose(grad, chunked_grads[name], rtol=1e-4, atol=1e-6), name
+
+
 def test_pseudo_labels_follow_the_rule_frame_by_frame():
     model = build_tiny(seed=3)
     samples = batch()

@@ -12,13 +12,17 @@ gradients (no optimizer update, so every step sees the same weights):
   target positions, the whole vocabulary) read at position 1; for ``finetune_answerer`` the
   frozen localizer's ``generate(max_new_tokens=30)`` over every frame prompt.  Then the
   trained role's loss.  Frozen roles in eval mode on both sides, so the pseudo-labels and
-  keyframes are the same and checked equal.
+  keyframes are the same and checked equal.  The localizer's loss is one teacher-forced call
+  over every (frame, question) row, as theirs is.
 - ``ours``: ``SeViLA.forward`` of the stage (frame features computed in the step).
 - ``ours+cache``: the same with ``clip_key``s and a warm feature cache, i.e. epoch 2 onwards
   of a run whose frame sampling is fixed (shards, eval processor).
 - ``ours+cache+labels`` (refinement only): also ``model.pseudo_label_cache`` warm, so the
-  frozen answerer's pass is skipped (same conditions: fixed frames, epoch 2 onwards).  It does not apply to
-  the paper's recipe with random frame sampling or random crops (features change per step).
+  frozen answerer's pass is skipped (same conditions: fixed frames, epoch 2 onwards).  It does
+  not apply to the paper's recipe with random frame sampling or random crops (features change
+  per step).
+- ``ours+cache, bf16 LLM`` (``--bf16``): ``ours+cache`` with ``model.llm.dtype: bf16``; its
+  choices and loss are measured against fp32 (agreement, relative loss), not required equal.
 """
 from __future__ import annotations
 
@@ -29,6 +33,10 @@ import torch
 
 from lavis_sevila.benchmarks.common import benchmark_parser, build_model, cpu_flags, finish, machine, spread, start, time_interleaved
 from lavis_sevila.benchmarks.inference import batch_of, make_inputs
+from lavis_sevila.data import prompts
+
+
+BF16 = "ours+cache, bf16 LLM"
 
 
 def authors_step(model, batch: dict[str, Any], stage: str, k: int) -> dict[str, Any]:
@@ -43,7 +51,7 @@ def authors_step(model, batch: dict[str, Any], stage: str, k: int) -> dict[str, 
             letters = logits[:, 1, model.letter_ids()].reshape(b, t, -1)
             truth = torch.tensor([int(a) for a in batch["answer_idx"]])
             labels = letters.argmax(-1) == truth[:, None]
-        loss = model.localizer_loss(feats, batch["loc_input"], labels)
+        loss = authors_localizer_loss(model, feats, batch["loc_input"], labels)
         check = labels
     else:
         with model.frozen_role("localizer"):
@@ -53,6 +61,15 @@ def authors_step(model, batch: dict[str, Any], stage: str, k: int) -> dict[str, 
     loss.backward()
     model.zero_grad(set_to_none=True)
     return {"loss": float(loss), "check": check}
+
+
+def authors_localizer_loss(model, feats: torch.Tensor, loc_texts, labels: torch.Tensor) -> torch.Tensor:
+    """Their localizer loss: one T5 call on all B*T rows, padded to the batch's longest text."""
+    inputs = model._single_frame_inputs("localizer", feats, loc_texts)
+    words = model.layout.targets([prompts.NO, prompts.YES], feats.device)
+    pick = labels.reshape(-1).long()
+    with model.serving("localizer"):
+        return model.llm.teacher_forced(inputs, words.ids[pick], words.mask[pick]).loss
 
 
 def _localize(model, batch, feats, k):
@@ -114,8 +131,22 @@ def run(shape: str, stage: str, args) -> dict[str, Any]:
         labels = PseudoLabelCache()
         ours_labels()
         paths["ours+cache+labels"] = ours_labels
+    low = None
+    if args.bf16:  # the opt-in precision (model.llm.dtype: bf16): same weights, T5 cast to bf16
+        low = build_model(shape, feature_cache_mb=4096, **{"llm.dtype": "bf16"})
+        low.load_state_dict(model.state_dict())
+        low.config.num_keyframes = args.keyframes
+        low.set_stage(stage)
+        low.train()
+        low.encode_frames(batch["video"], batch["clip_key"])
+        paths[BF16] = lambda: ours_step(low, batch)
     times, peak, out = time_interleaved(paths, args.repeats, warmup=not args.no_warmup)
     ref = out["authors"]
+    tolerance = None
+    if low is not None:  # measured, not required equal: bf16 moves near-tied choices
+        result = out.pop(BF16)
+        agree = (ours_check(low, batch, stage) == ref["check"]).float().mean().item()
+        tolerance = {"agree": 100 * agree, "loss": abs(result["loss"] - ref["loss"]) / abs(ref["loss"])}
     model.feature_cache = None
     out["ours"]["check"] = ours_check(model, plain, stage)
     model.feature_cache = cache
@@ -128,7 +159,7 @@ def run(shape: str, stage: str, args) -> dict[str, Any]:
         if abs(result["loss"] - ref["loss"]) > 1e-5:
             raise AssertionError(f"{stage}: {name} loss {result['loss']} vs authors' {ref['loss']}")
     median = {name: statistics.median(values) for name, values in times.items()}
-    return {"shape": shape, "stage": stage, "times": times, "median": median, "peak": peak,
+    return {"shape": shape, "stage": stage, "times": times, "median": median, "peak": peak, "bf16": tolerance,
             "params": sum(p.numel() for p in model.parameters()), "img": model.config.vision.img_size}
 
 
@@ -138,7 +169,14 @@ def table(results: list[dict[str, Any]], args) -> str:
         f"({args.keyframes} keyframes for finetune_answerer); median of {args.repeats} interleaved rounds "
         f"{'without' if args.no_warmup else 'after one'} warm-up (min-max).",
         f"Machine: {machine()}; CPU flags: {cpu_flags()}.",
-        "Same loss (within 1e-5) and the same pseudo-labels / keyframes on all paths: checked.",
+        f"Same loss (within 1e-5) and the same pseudo-labels / keyframes on all {'fp32 ' if args.bf16 else ''}paths: checked.",
+    ]
+    for r in results:
+        if r["bf16"]:
+            lines.append(f"`{BF16}` ({r['shape']}, {r['stage']}; `model.llm.dtype: bf16`, opt-in): pseudo-labels / "
+                         f"keyframes agree with fp32 on {r['bf16']['agree']:.1f}%, loss {100 * r['bf16']['loss']:.2f}% "
+                         "apart (relative).")
+    lines += [
         "",
         "| shape | stage | path | time per step | vs authors | peak RSS growth |",
         "|---|---|---|---|---|---|",
@@ -154,6 +192,8 @@ def table(results: list[dict[str, Any]], args) -> str:
 def main(argv=None) -> list[dict[str, Any]]:
     parser = benchmark_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--stages", nargs="+", default=["refine_localizer", "finetune_answerer"])
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time ours+cache with the LLM in bf16 (CPUs with AVX-512 BF16/AMX, or CUDA)")
     args = parser.parse_args(argv)
     start(args)
     results = []
@@ -163,7 +203,7 @@ def main(argv=None) -> list[dict[str, Any]]:
             print("\n".join(table(results[-1:], args).splitlines()[-3:]), flush=True)
     stages = "" if args.stages == parser.get_default("stages") else "-" + "-".join(args.stages)
     finish(table(results, args), args, "training_step",
-           f"training_step-{'-'.join(args.shapes)}-v{args.videos}{stages}-r{args.repeats}", argv)
+           f"training_step-{'-'.join(args.shapes)}-v{args.videos}{stages}-r{args.repeats}{'-bf16' if args.bf16 else ''}", argv)
     return results
 
 

@@ -362,12 +362,33 @@ class SeViLA(BaseModel):
         return max(1, min(rows, CPU_CHUNK_ELEMENTS // per_row))
 
     def localizer_loss(self, feats: torch.Tensor, loc_texts: Sequence[str], labels: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced loss of "yes"/"no" per frame; ``labels`` [B, T] bool."""
-        inputs = self._single_frame_inputs(LOCALIZER, feats, loc_texts)
+        """Teacher-forced loss of "yes"/"no" per frame; ``labels`` [B, T] bool.
+
+        The mean over every row's target tokens, as one LLM call over all B*T rows gives (the
+        authors'), computed in chunks of rows each padded to its own longest text (the chunk
+        size of :meth:`frame_logits`): still one graph and one ``backward``, but on a CPU each
+        chunk's forward and backward stay in cache (docs/speed.md: the refinement step).
+        """
+        t = feats.shape[1]
+        text = self.layout.tokenize(loc_texts, feats.device).repeat(t)
         words = self.layout.targets([prompts.NO, prompts.YES], feats.device)  # row 0 "no", row 1 "yes"
         pick = labels.reshape(-1).long()
-        with self.serving(LOCALIZER):
-            return self.llm.teacher_forced(inputs, words.ids[pick], words.mask[pick]).loss
+        ids, mask = words.ids[pick], words.mask[pick]
+        flat = feats.flatten(0, 1)
+        rows = flat.shape[0]
+        chunk = self.config.localizer_chunk_size or self._auto_chunk(
+            rows, visual_tokens=self.config.qformer.num_query_token, text_tokens=text.ids.shape[1], device=feats.device)
+        losses, tokens = [], []
+        for start in range(0, rows, chunk):
+            stop = start + chunk
+            inputs = self.layout.single_frame(self.role_tokens(LOCALIZER, flat[start:stop]), text.rows(start, stop).trimmed())
+            with self.serving(LOCALIZER):
+                losses.append(self.llm.teacher_forced(inputs, ids[start:stop], mask[start:stop]).loss)
+            tokens.append((ids[start:stop] != -100).sum())
+        if len(losses) == 1:
+            return losses[0]
+        counts = torch.stack(tokens).to(losses[0].dtype)
+        return (torch.stack(losses) * counts).sum() / counts.sum()
 
     # -- answerer ----------------------------------------------------------------------
     def answer_logits(self, feats: torch.Tensor, qa_texts: Sequence[str], num_options: int | None = None) -> torch.Tensor:

@@ -20,6 +20,12 @@ import numpy as np
 
 # Options that make libx264 output reproducible and near-lossless on small synthetic frames.
 X264_OPTIONS = {"crf": "12", "preset": "veryfast", "threads": "1"}
+# Lossless RGB H.264 (libx264rgb at qp 0, no RGB->YUV conversion): the decoded frames equal
+# the written ones bit for bit whatever the encoder decides, so a generated benchmark reads
+# the same on every run.  (With yuv420p at crf 12, one of the demo's 350 videos came out a
+# few pixel levels different between otherwise identical runs.)
+LOSSLESS_RGB_OPTIONS = {"qp": "0", "preset": "veryfast", "threads": "1"}
+DEFAULT_OPTIONS = {"libx264": X264_OPTIONS, "libx264rgb": LOSSLESS_RGB_OPTIONS}
 
 
 def write_video(
@@ -28,7 +34,7 @@ def write_video(
     fps: float | Fraction,
     *,
     codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
+    pix_fmt: str | None = None,
     options: Mapping[str, str] | None = None,
     pts_seconds: Sequence[float] | None = None,
     rotation: float | None = None,
@@ -38,6 +44,7 @@ def write_video(
 
     ``pts_seconds`` gives each frame its own presentation time (a variable frame rate
     video); ``rotation`` stores display-matrix rotation metadata without turning the pixels.
+    ``pix_fmt`` defaults to ``rgb24`` for ``libx264rgb`` and ``yuv420p`` otherwise.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -45,8 +52,10 @@ def write_video(
     if pts_seconds is not None and len(pts_seconds) != len(frames):
         raise ValueError(f"{len(pts_seconds)} timestamps for {len(frames)} frames")
     rate = Fraction(fps).limit_denominator(1001)
-    if options is None and codec == "libx264":
-        options = X264_OPTIONS
+    if options is None:
+        options = DEFAULT_OPTIONS.get(codec)
+    if pix_fmt is None:
+        pix_fmt = "rgb24" if codec == "libx264rgb" else "yuv420p"
     with av.open(os.fspath(path), mode="w") as container:
         stream = container.add_stream(codec, rate=rate, options=dict(options or {}))
         stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])

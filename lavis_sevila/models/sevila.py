@@ -328,28 +328,38 @@ class SeViLA(BaseModel):
         read the text, then runs once per frame).  None: one clip per question.
         ``localizer_chunk_size`` bounds the (frame, question) rows per LLM call.
         """
+        yes, no = [], []
+        for _, _, inputs in self._localizer_chunks(feats, loc_texts, clips):
+            with self.serving(LOCALIZER):
+                logits = self.llm.first_step_token_logits(inputs, (self.token_ids.yes, self.token_ids.no))
+            yes.append(logits[:, 0])
+            no.append(logits[:, 1])
+        b = feats.shape[0] if clips is None else len(clips)
+        return FrameLogits(torch.cat(yes).reshape(b, -1), torch.cat(no).reshape(b, -1))
+
+    def _localizer_chunks(
+        self, feats: torch.Tensor, loc_texts: Sequence[str], clips: torch.Tensor | None = None
+    ) -> Iterator[tuple[int, int, LLMInputs]]:
+        """The localizer's LLM inputs of every (question, frame) row, question-major, in chunks
+        of ``localizer_chunk_size`` rows (null: :meth:`_auto_chunk`), each padded to its own
+        longest text: ``(start, stop, inputs)`` per chunk.  ``clips`` as in :meth:`frame_logits`."""
         t = feats.shape[1]
         b = feats.shape[0] if clips is None else len(clips)
         text = self.layout.tokenize(loc_texts, feats.device).repeat(t)
         flat = feats.flatten(0, 1)
-        shared = None
+        shared = frame_of_row = None
         if clips is not None:
             shared = self.role_tokens(LOCALIZER, flat)  # [U*T, Q, D]
             frame_of_row = (clips.to(feats.device)[:, None] * t + torch.arange(t, device=feats.device)).reshape(-1)
         chunk = self.config.localizer_chunk_size or self._auto_chunk(b * t, visual_tokens=self.config.qformer.num_query_token,
                                                                       text_tokens=text.ids.shape[1], device=feats.device)
-        yes, no = [], []
         for start in range(0, b * t, chunk):
+            stop = start + chunk
             if shared is None:
-                visual = self.role_tokens(LOCALIZER, flat[start : start + chunk])
+                visual = self.role_tokens(LOCALIZER, flat[start:stop])
             else:
-                visual = shared.index_select(0, frame_of_row[start : start + chunk])
-            inputs = self.layout.single_frame(visual, text.rows(start, start + chunk).trimmed())
-            with self.serving(LOCALIZER):
-                logits = self.llm.first_step_token_logits(inputs, (self.token_ids.yes, self.token_ids.no))
-            yes.append(logits[:, 0])
-            no.append(logits[:, 1])
-        return FrameLogits(torch.cat(yes).reshape(b, t), torch.cat(no).reshape(b, t))
+                visual = shared.index_select(0, frame_of_row[start:stop])
+            yield start, stop, self.layout.single_frame(visual, text.rows(start, stop).trimmed())
 
     def _auto_chunk(self, rows: int, visual_tokens: int, text_tokens: int, device: torch.device) -> int:
         """Rows per localizer LLM call when ``localizer_chunk_size`` is null: all of them on a
@@ -364,24 +374,16 @@ class SeViLA(BaseModel):
     def localizer_loss(self, feats: torch.Tensor, loc_texts: Sequence[str], labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forced loss of "yes"/"no" per frame; ``labels`` [B, T] bool.
 
-        The mean over every row's target tokens, as one LLM call over all B*T rows gives (the
-        authors'), computed in chunks of rows each padded to its own longest text (the chunk
-        size of :meth:`frame_logits`): still one graph and one ``backward``, but on a CPU each
-        chunk's forward and backward stay in cache (docs/speed.md: the refinement step).
+        The mean over all rows' target tokens, which is what one LLM call over all B*T rows
+        (the authors') gives, computed over :meth:`_localizer_chunks`: still one graph and one
+        ``backward``, but on a CPU each chunk's forward and backward stay in cache
+        (docs/speed.md: the refinement step).
         """
-        t = feats.shape[1]
-        text = self.layout.tokenize(loc_texts, feats.device).repeat(t)
         words = self.layout.targets([prompts.NO, prompts.YES], feats.device)  # row 0 "no", row 1 "yes"
         pick = labels.reshape(-1).long()
         ids, mask = words.ids[pick], words.mask[pick]
-        flat = feats.flatten(0, 1)
-        rows = flat.shape[0]
-        chunk = self.config.localizer_chunk_size or self._auto_chunk(
-            rows, visual_tokens=self.config.qformer.num_query_token, text_tokens=text.ids.shape[1], device=feats.device)
         losses, tokens = [], []
-        for start in range(0, rows, chunk):
-            stop = start + chunk
-            inputs = self.layout.single_frame(self.role_tokens(LOCALIZER, flat[start:stop]), text.rows(start, stop).trimmed())
+        for start, stop, inputs in self._localizer_chunks(feats, loc_texts):
             with self.serving(LOCALIZER):
                 losses.append(self.llm.teacher_forced(inputs, ids[start:stop], mask[start:stop]).loss)
             tokens.append((ids[start:stop] != -100).sum())

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from lavis_sevila.models.llm.base import LanguageModel, LLMInputs
+from lavis_sevila.models.llm.base import LanguageModel, LLMInputs, real_columns
 
 FRAME_PREFIX = "Frame: "
 
@@ -53,10 +53,8 @@ class Tokens:
         """Without the columns that are padding in every row (a chunk padded to its own
         longest text, not the batch's; either padding side).  Padding is masked and position
         ids count real tokens only, so the scores are the same, for less work."""
-        keep = self.mask.bool().any(dim=0)
-        if bool(keep.all()):
-            return self
-        return Tokens(self.ids[:, keep], self.mask[:, keep])
+        keep = real_columns(self.mask)
+        return self if keep is None else Tokens(self.ids[:, keep], self.mask[:, keep])
 
 
 def left_align(inputs: LLMInputs) -> LLMInputs:

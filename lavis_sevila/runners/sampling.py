@@ -42,27 +42,26 @@ class ResumableSampler(Sampler[int]):
 
     def _order(self) -> list[int]:
         if self.groups is not None:
-            return self._grouped_order()
+            first: dict[Hashable, int] = {}
+            for index, group in enumerate(self.groups):
+                first.setdefault(group, index)
+            order = self._padded(sorted(range(self.length), key=lambda i: first[self.groups[i]]))  # stable inside
+            n, w = len(order), self.world_size
+            return order[self.rank * n // w : (self.rank + 1) * n // w]  # contiguous: a group stays on one rank
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.length, generator=generator).tolist()
         else:
             order = list(range(self.length))
-        if self.pad:  # every rank gets the same count; evaluation dedupes the repeats by id
-            total = math.ceil(self.length / self.world_size) * self.world_size
-            order += order[: total - len(order)]
-        return order[self.rank :: self.world_size]
+        return self._padded(order)[self.rank :: self.world_size]
 
-    def _grouped_order(self) -> list[int]:
-        first: dict[Hashable, int] = {}
-        for index, group in enumerate(self.groups):
-            first.setdefault(group, index)
-        order = sorted(range(self.length), key=lambda i: first[self.groups[i]])  # stable: file order inside
-        if self.pad:
-            total = math.ceil(self.length / self.world_size) * self.world_size
-            order += order[: total - len(order)]
-        n, w = len(order), self.world_size
-        return order[self.rank * n // w : (self.rank + 1) * n // w]
+    def _padded(self, order: list[int]) -> list[int]:
+        """With ``pad``, ``order`` repeated from its start up to a multiple of the world size:
+        every rank gets the same count; evaluation dedupes the repeats by id."""
+        if not self.pad:
+            return order
+        total = math.ceil(self.length / self.world_size) * self.world_size
+        return order + order[: total - len(order)]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._order()[self.start :])

@@ -43,10 +43,15 @@ class LLMInputs:
         """Rows ``start:stop`` without the columns that are padding in all of them (padding
         is masked and positions count real tokens, so the rows' scores do not change)."""
         embeds, mask = self.embeds[start:stop], self.mask[start:stop]
-        keep = mask.bool().any(dim=0)
-        if bool(keep.all()):
-            return LLMInputs(embeds, mask)
-        return LLMInputs(embeds[:, keep], mask[:, keep])
+        keep = real_columns(mask)
+        return LLMInputs(embeds, mask) if keep is None else LLMInputs(embeds[:, keep], mask[:, keep])
+
+
+def real_columns(mask: torch.Tensor) -> torch.Tensor | None:
+    """The columns of ``mask`` [B, L] that hold a real token in some row, or None when all do
+    (a chunk of rows padded to its own longest text rather than its batch's)."""
+    keep = mask.bool().any(dim=0)
+    return None if bool(keep.all()) else keep
 
 
 @dataclass(frozen=True)
